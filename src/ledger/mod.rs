@@ -1,0 +1,34 @@
+//! The ledger: everything a node needs to decide on its own whether a block or a transaction is
+//! valid and which chain is best. It knows nothing of networking, async runtimes or consoles.
+//!
+//! Layout:
+//! - [`hash`]: digest newtypes and SHA-256
+//! - [`encode`]: canonical bincode encoding and capped decoding
+//! - [`transaction`]: signed transfers and the coinbase
+//! - [`block`]: headers, blocks, Merkle root, context-free checks
+//! - [`params`]: network parameters and the deterministic genesis
+//! - [`pow`]: proof of work and the multi-threaded miner
+//! - [`state`]: balances and nonces
+//! - [`chain`]: block tree, fork choice, reorgs, orphans, locators
+//! - [`mempool`]: pending transactions and block templates
+//! - [`store`]: the durable redb store
+
+pub mod block;
+pub mod chain;
+pub mod encode;
+pub mod hash;
+pub mod mempool;
+pub mod params;
+pub mod pow;
+pub mod state;
+pub mod store;
+pub mod transaction;
+
+pub use block::{Block, BlockError, BlockHeader};
+pub use chain::{Accepted, Chain, Placement, TipChange};
+pub use hash::{Address, BlockHash, TxId};
+pub use mempool::{Mempool, MempoolError};
+pub use params::NetworkParams;
+pub use state::{State, TxError};
+pub use store::{Store, StoreError};
+pub use transaction::{PublicKey, Transaction};

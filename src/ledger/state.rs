@@ -1,0 +1,325 @@
+//! Account balances and nonces: the state that the main chain's blocks, replayed from genesis,
+//! produce.
+//!
+//! Applying a block is all or nothing, and undoing a block is the exact inverse of applying it,
+//! so the chain can walk back to a fork point without keeping undo records. Accounts that return
+//! to zero balance and zero nonce are dropped, so equal histories give equal states.
+
+use std::collections::HashMap;
+
+use super::block::{Block, BlockError};
+use super::hash::Address;
+use super::transaction::{Transaction, Transfer};
+
+/// One address's balance and the count of transfers it has sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Spendable coins.
+    pub balance: u64,
+    /// Transfers sent so far, which is the nonce the next one must carry.
+    pub nonce: u64,
+}
+
+/// Why a transaction cannot be applied to a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The signature does not verify against the sender's key.
+    #[error("bad signature")]
+    BadSignature,
+    /// The nonce is not the sender's next one.
+    #[error("nonce {got} is not the sender's next nonce {expected}")]
+    BadNonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transfer's.
+        got: u64,
+    },
+    /// The sender cannot pay amount plus fee.
+    #[error("insufficient funds: balance {balance}, needed {needed}")]
+    InsufficientFunds {
+        /// The sender's balance.
+        balance: u64,
+        /// Amount plus fee.
+        needed: u64,
+    },
+    /// A transfer of zero coins.
+    #[error("amount must be positive")]
+    ZeroAmount,
+    /// Amount plus fee, or the receiver's new balance, does not fit in 64 bits.
+    #[error("amount overflows")]
+    Overflow,
+    /// A coinbase outside the first position of a block.
+    #[error("a coinbase is only valid as a block's first transaction")]
+    UnexpectedCoinbase,
+}
+
+/// Balances and nonces of every address with a non-zero account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    accounts: HashMap<Address, Account>,
+}
+
+impl State {
+    /// The empty state, before genesis.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The account at `address` (zero if it has never been used).
+    pub fn account(&self, address: &Address) -> Account {
+        self.accounts.get(address).copied().unwrap_or_default()
+    }
+
+    /// Spendable coins at `address`.
+    pub fn balance(&self, address: &Address) -> u64 {
+        self.account(address).balance
+    }
+
+    /// The nonce the next transfer from `address` must carry.
+    pub fn next_nonce(&self, address: &Address) -> u64 {
+        self.account(address).nonce
+    }
+
+    /// Every non-zero account, for inspection and comparison.
+    pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// Number of non-zero accounts.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    /// True before any coins exist.
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Checks a transfer's nonce and funds against this state (signatures are checked
+    /// elsewhere, once per transaction).
+    ///
+    /// # Errors
+    /// The [`TxError`] of the rule broken.
+    pub fn check_transfer(&self, t: &Transfer) -> Result<(), TxError> {
+        if t.amount == 0 {
+            return Err(TxError::ZeroAmount);
+        }
+        let needed = t.amount.checked_add(t.fee).ok_or(TxError::Overflow)?;
+        let sender = self.account(&t.from.address());
+        if t.nonce != sender.nonce {
+            return Err(TxError::BadNonce {
+                expected: sender.nonce,
+                got: t.nonce,
+            });
+        }
+        if sender.balance < needed {
+            return Err(TxError::InsufficientFunds {
+                balance: sender.balance,
+                needed,
+            });
+        }
+        let to = t.to;
+        // Crediting can only overflow if the receiver is not the sender.
+        if to != t.from.address() && self.balance(&to).checked_add(t.amount).is_none() {
+            return Err(TxError::Overflow);
+        }
+        Ok(())
+    }
+
+    /// Applies one transfer after checking it.
+    ///
+    /// # Errors
+    /// The [`TxError`] of the rule broken; the state is then unchanged.
+    pub fn apply_transfer(&mut self, t: &Transfer) -> Result<(), TxError> {
+        self.check_transfer(t)?;
+        let from = t.from.address();
+        self.update(from, |a| {
+            a.balance -= t.amount + t.fee;
+            a.nonce += 1;
+        });
+        self.update(t.to, |a| a.balance += t.amount);
+        Ok(())
+    }
+
+    fn undo_transfer(&mut self, t: &Transfer) {
+        self.update(t.to, |a| a.balance -= t.amount);
+        self.update(t.from.address(), |a| {
+            a.balance += t.amount + t.fee;
+            a.nonce -= 1;
+        });
+    }
+
+    fn update(&mut self, address: Address, f: impl FnOnce(&mut Account)) {
+        let entry = self.accounts.entry(address).or_default();
+        f(entry);
+        if *entry == Account::default() {
+            self.accounts.remove(&address);
+        }
+    }
+
+    /// Applies a structurally checked block: the coinbase must pay exactly `reward` plus the
+    /// block's fees, then every transfer must have the sender's next nonce and enough funds.
+    ///
+    /// # Errors
+    /// The [`BlockError`] of the first rule broken; the state is then unchanged.
+    pub fn apply_block(&mut self, block: &Block, reward: u64) -> Result<(), BlockError> {
+        let fees = block.total_fees().ok_or(BlockError::Transaction {
+            index: 0,
+            source: TxError::Overflow,
+        })?;
+        let expected = reward.checked_add(fees).ok_or(BlockError::Transaction {
+            index: 0,
+            source: TxError::Overflow,
+        })?;
+        let Some(Transaction::Coinbase(cb)) = block.transactions.first() else {
+            return Err(BlockError::MissingCoinbase);
+        };
+        if cb.amount != expected {
+            return Err(BlockError::BadCoinbaseAmount {
+                expected,
+                got: cb.amount,
+            });
+        }
+        if self.balance(&cb.to).checked_add(cb.amount).is_none() {
+            return Err(BlockError::Transaction {
+                index: 0,
+                source: TxError::Overflow,
+            });
+        }
+        self.update(cb.to, |a| a.balance += cb.amount);
+        for (i, tx) in block.transactions.iter().enumerate().skip(1) {
+            let result = match tx.transfer() {
+                Some(t) => self.apply_transfer(t),
+                None => Err(TxError::UnexpectedCoinbase),
+            };
+            if let Err(source) = result {
+                for done in block.transactions[1..i].iter().rev() {
+                    if let Some(t) = done.transfer() {
+                        self.undo_transfer(t);
+                    }
+                }
+                self.update(cb.to, |a| a.balance -= cb.amount);
+                return Err(BlockError::Transaction { index: i, source });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reverses [`State::apply_block`] for a block that was applied to this state last.
+    pub fn undo_block(&mut self, block: &Block) {
+        for tx in block.transactions.iter().rev() {
+            match tx {
+                Transaction::Transfer { body, .. } => self.undo_transfer(body),
+                Transaction::Coinbase(cb) => self.update(cb.to, |a| a.balance -= cb.amount),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::block::{compute_tx_root, BlockHeader};
+    use crate::ledger::hash::{BlockHash, TxRoot};
+    use ed25519_dalek::SigningKey;
+
+    fn block(txs: Vec<Transaction>) -> Block {
+        let ids: Vec<_> = txs.iter().map(Transaction::compute_txid).collect();
+        Block {
+            header: BlockHeader {
+                height: 1,
+                prev_hash: BlockHash::ZERO,
+                tx_root: if ids.is_empty() {
+                    TxRoot::ZERO
+                } else {
+                    compute_tx_root(&ids)
+                },
+                timestamp: 0,
+                difficulty: 0,
+                nonce: 0,
+            },
+            transactions: txs,
+        }
+    }
+
+    #[test]
+    fn apply_then_undo_returns_the_same_state() {
+        let alice = SigningKey::from_bytes(&[1; 32]);
+        let alice_addr =
+            crate::ledger::transaction::PublicKey(alice.verifying_key().to_bytes()).address();
+        let bob = Address([2; 20]);
+        let mut s = State::new();
+        s.apply_block(&block(vec![Transaction::coinbase(1, alice_addr, 50)]), 50)
+            .unwrap();
+        let before = s.clone();
+        let b = block(vec![
+            Transaction::coinbase(2, bob, 52),
+            Transaction::sign_transfer(&alice, bob, 10, 2, 0),
+            Transaction::sign_transfer(&alice, bob, 5, 0, 1),
+        ]);
+        s.apply_block(&b, 50).unwrap();
+        assert_eq!(s.balance(&alice_addr), 33);
+        assert_eq!(s.balance(&bob), 52 + 15);
+        assert_eq!(s.next_nonce(&alice_addr), 2);
+        s.undo_block(&b);
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn a_failing_block_leaves_the_state_unchanged() {
+        let alice = SigningKey::from_bytes(&[1; 32]);
+        let alice_addr =
+            crate::ledger::transaction::PublicKey(alice.verifying_key().to_bytes()).address();
+        let mut s = State::new();
+        s.apply_block(&block(vec![Transaction::coinbase(1, alice_addr, 50)]), 50)
+            .unwrap();
+        let before = s.clone();
+        let b = block(vec![
+            Transaction::coinbase(2, alice_addr, 50),
+            Transaction::sign_transfer(&alice, Address([2; 20]), 60, 0, 0),
+            Transaction::sign_transfer(&alice, Address([2; 20]), 500, 0, 1),
+        ]);
+        assert_eq!(
+            s.apply_block(&b, 50),
+            Err(BlockError::Transaction {
+                index: 2,
+                source: TxError::InsufficientFunds {
+                    balance: 40,
+                    needed: 500
+                }
+            })
+        );
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn wrong_coinbase_amount_and_bad_nonce_are_named() {
+        let alice = SigningKey::from_bytes(&[1; 32]);
+        let alice_addr =
+            crate::ledger::transaction::PublicKey(alice.verifying_key().to_bytes()).address();
+        let mut s = State::new();
+        assert_eq!(
+            s.apply_block(&block(vec![Transaction::coinbase(1, alice_addr, 51)]), 50),
+            Err(BlockError::BadCoinbaseAmount {
+                expected: 50,
+                got: 51
+            })
+        );
+        s.apply_block(&block(vec![Transaction::coinbase(1, alice_addr, 50)]), 50)
+            .unwrap();
+        let b = block(vec![
+            Transaction::coinbase(2, alice_addr, 50),
+            Transaction::sign_transfer(&alice, Address([2; 20]), 1, 0, 5),
+        ]);
+        assert_eq!(
+            s.apply_block(&b, 50),
+            Err(BlockError::Transaction {
+                index: 1,
+                source: TxError::BadNonce {
+                    expected: 0,
+                    got: 5
+                }
+            })
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Transactions: account transfers signed with ed25519, and the one coinbase per block.
+//!
+//! A transfer's txid is the SHA-256 of the canonical encoding of its [`TxBody`], and its
+//! signature is over those same bytes, so the id commits to everything the sender signed. The
+//! coinbase is unsigned; it carries its block's height so that two coinbases never share an id.
+
+use bincode::{Decode, Encode};
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+
+use super::encode::encode;
+use super::hash::{sha256, Address, TxId};
+
+/// An ed25519 public key: who sends a transfer and who must have signed it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// The address coins sent to this key's owner are credited to.
+    pub fn address(&self) -> Address {
+        let digest = sha256(&self.0);
+        let mut a = [0u8; 20];
+        a.copy_from_slice(&digest[..20]);
+        Address(a)
+    }
+
+    /// The key in the form ed25519-dalek verifies with, if the bytes are a valid point.
+    pub fn verifying_key(&self) -> Option<VerifyingKey> {
+        VerifyingKey::from_bytes(&self.0).ok()
+    }
+
+    /// Lowercase hex, as shown to users.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PublicKey({})", hex::encode(&self.0[..4]))
+    }
+}
+
+/// An ed25519 signature over a transfer's body bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct Signature(pub [u8; 64]);
+
+impl std::fmt::Debug for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signature({}..)", hex::encode(&self.0[..4]))
+    }
+}
+
+/// The signed part of a transfer: everything but the signature.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Transfer {
+    /// The sender, whose account pays `amount + fee` and whose key signs.
+    pub from: PublicKey,
+    /// The receiver's address.
+    pub to: Address,
+    /// Coins moved to `to`.
+    pub amount: u64,
+    /// Coins paid to the miner of the block that includes this transfer.
+    pub fee: u64,
+    /// The sender's count of earlier transfers: orders them and makes replays invalid.
+    pub nonce: u64,
+}
+
+/// The block reward, paid by the first transaction of each block.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Coinbase {
+    /// Height of the block it pays for; keeps every coinbase's txid unique.
+    pub height: u64,
+    /// The miner's address.
+    pub to: Address,
+    /// Network reward plus the fees of the block's transfers.
+    pub amount: u64,
+}
+
+/// What a txid hashes and a signature signs: the transaction without its signature.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum TxBody {
+    /// Variant index 0.
+    Coinbase(Coinbase),
+    /// Variant index 1.
+    Transfer(Transfer),
+}
+
+impl TxBody {
+    /// The canonical bytes that are hashed into the txid and signed by the sender.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        encode(self)
+    }
+}
+
+/// A transaction as carried in blocks, the mempool and gossip.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum Transaction {
+    /// The block reward; only valid as the first transaction of a block.
+    Coinbase(Coinbase),
+    /// A signed transfer between accounts.
+    Transfer {
+        /// What was signed.
+        body: Transfer,
+        /// The sender's signature over `TxBody::Transfer(body)`'s bytes.
+        signature: Signature,
+    },
+}
+
+impl Transaction {
+    /// Signs a transfer with the sender's key, the only way user code makes a valid transfer.
+    pub fn sign_transfer(key: &SigningKey, to: Address, amount: u64, fee: u64, nonce: u64) -> Self {
+        let body = Transfer {
+            from: PublicKey(key.verifying_key().to_bytes()),
+            to,
+            amount,
+            fee,
+            nonce,
+        };
+        let bytes = TxBody::Transfer(body.clone()).signing_bytes();
+        let signature = Signature(key.sign(&bytes).to_bytes());
+        Transaction::Transfer { body, signature }
+    }
+
+    /// The coinbase paying `amount` to `to` at `height`.
+    pub fn coinbase(height: u64, to: Address, amount: u64) -> Self {
+        Transaction::Coinbase(Coinbase { height, to, amount })
+    }
+
+    /// The unsigned body, as hashed and signed.
+    pub fn body(&self) -> TxBody {
+        match self {
+            Transaction::Coinbase(c) => TxBody::Coinbase(c.clone()),
+            Transaction::Transfer { body, .. } => TxBody::Transfer(body.clone()),
+        }
+    }
+
+    /// The bytes hashed into the txid and covered by the signature.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        self.body().signing_bytes()
+    }
+
+    /// SHA-256 of the signing bytes: the transaction's identity.
+    pub fn compute_txid(&self) -> TxId {
+        TxId(sha256(&self.signing_bytes()))
+    }
+
+    /// True for the block reward transaction.
+    pub fn is_coinbase(&self) -> bool {
+        matches!(self, Transaction::Coinbase(_))
+    }
+
+    /// The transfer's body, or `None` for a coinbase.
+    pub fn transfer(&self) -> Option<&Transfer> {
+        match self {
+            Transaction::Transfer { body, .. } => Some(body),
+            Transaction::Coinbase(_) => None,
+        }
+    }
+
+    /// The fee paid to the miner (zero for a coinbase).
+    pub fn fee(&self) -> u64 {
+        self.transfer().map_or(0, |t| t.fee)
+    }
+
+    /// Coins credited to the receiver.
+    pub fn amount(&self) -> u64 {
+        match self {
+            Transaction::Coinbase(c) => c.amount,
+            Transaction::Transfer { body, .. } => body.amount,
+        }
+    }
+
+    /// The receiving address.
+    pub fn to(&self) -> Address {
+        match self {
+            Transaction::Coinbase(c) => c.to,
+            Transaction::Transfer { body, .. } => body.to,
+        }
+    }
+
+    /// The sender's address, or `None` for a coinbase.
+    pub fn sender(&self) -> Option<Address> {
+        self.transfer().map(|t| t.from.address())
+    }
+
+    /// Checks one transfer's signature on its own (the mempool path; blocks verify in batches).
+    ///
+    /// # Errors
+    /// [`SignatureError`] when the key is not a valid point or the signature does not verify.
+    pub fn verify_signature(&self) -> Result<(), SignatureError> {
+        match self {
+            Transaction::Coinbase(_) => Err(SignatureError::Coinbase),
+            Transaction::Transfer { body, signature } => {
+                let key = body.from.verifying_key().ok_or(SignatureError::BadKey)?;
+                let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+                key.verify(&TxBody::Transfer(body.clone()).signing_bytes(), &sig)
+                    .map_err(|_| SignatureError::Invalid)
+            }
+        }
+    }
+
+    /// Size of the canonical encoding in bytes, for size caps.
+    pub fn encoded_len(&self) -> usize {
+        encode(self).len()
+    }
+}
+
+/// Verifies the signatures of many transfers at once, about twice as fast as one by one.
+///
+/// # Errors
+/// [`SignatureError`] if any transfer's key or signature is bad; then the caller can check one
+/// by one to find which.
+pub fn verify_batch(txs: &[&Transaction]) -> Result<(), SignatureError> {
+    let mut messages = Vec::with_capacity(txs.len());
+    let mut sigs = Vec::with_capacity(txs.len());
+    let mut keys = Vec::with_capacity(txs.len());
+    for tx in txs {
+        match tx {
+            Transaction::Coinbase(_) => return Err(SignatureError::Coinbase),
+            Transaction::Transfer { body, signature } => {
+                keys.push(body.from.verifying_key().ok_or(SignatureError::BadKey)?);
+                sigs.push(ed25519_dalek::Signature::from_bytes(&signature.0));
+                messages.push(TxBody::Transfer(body.clone()).signing_bytes());
+            }
+        }
+    }
+    if txs.is_empty() {
+        return Ok(());
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| SignatureError::Invalid)
+}
+
+/// Why a signature check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The sender's public key is not a valid ed25519 point.
+    #[error("sender key is not a valid ed25519 public key")]
+    BadKey,
+    /// The signature does not verify against the body and key.
+    #[error("signature does not verify")]
+    Invalid,
+    /// A coinbase has no signature to check.
+    #[error("a coinbase carries no signature")]
+    Coinbase,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn a_signed_transfer_verifies() {
+        let tx = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
+        assert_eq!(tx.verify_signature(), Ok(()));
+        assert_eq!(verify_batch(&[&tx]), Ok(()));
+    }
+
+    #[test]
+    fn changing_any_signed_field_breaks_the_signature() {
+        let tx = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
+        let Transaction::Transfer { body, signature } = tx else {
+            unreachable!()
+        };
+        let mutations: Vec<Transfer> = vec![
+            Transfer {
+                amount: 11,
+                ..body.clone()
+            },
+            Transfer {
+                fee: 2,
+                ..body.clone()
+            },
+            Transfer {
+                nonce: 1,
+                ..body.clone()
+            },
+            Transfer {
+                to: Address([3; 20]),
+                ..body.clone()
+            },
+            Transfer {
+                from: PublicKey(key(9).verifying_key().to_bytes()),
+                ..body.clone()
+            },
+        ];
+        for m in mutations {
+            let bad = Transaction::Transfer { body: m, signature };
+            assert_eq!(bad.verify_signature(), Err(SignatureError::Invalid));
+            assert_eq!(verify_batch(&[&bad]), Err(SignatureError::Invalid));
+        }
+    }
+
+    #[test]
+    fn txid_covers_the_body_but_not_the_signature() {
+        let a = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
+        let b = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 1);
+        assert_ne!(a.compute_txid(), b.compute_txid());
+        let Transaction::Transfer { body, .. } = a.clone() else {
+            unreachable!()
+        };
+        let resigned = Transaction::Transfer {
+            body,
+            signature: Signature([0; 64]),
+        };
+        assert_eq!(a.compute_txid(), resigned.compute_txid());
+    }
+
+    #[test]
+    fn coinbases_at_different_heights_have_different_ids() {
+        let a = Transaction::coinbase(1, Address([1; 20]), 50);
+        let b = Transaction::coinbase(2, Address([1; 20]), 50);
+        assert_ne!(a.compute_txid(), b.compute_txid());
+    }
+}

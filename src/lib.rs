@@ -1,0 +1,13 @@
+//! gossipchain: a peer-to-peer blockchain node.
+//!
+//! Layout:
+//! - [`ledger`]: consensus, pure and synchronous: blocks, transactions, proof of work,
+//!   validation, chain and fork choice, mempool, storage
+//! - `net`: libp2p behaviours and wire messages (turns network events into ledger calls)
+//! - `node`: the event loop that owns the swarm, the chain, the mempool and the store
+//! - `console`: stdin commands to the node, replies and events printed for humans or as JSON
+//! - `cli`: command-line flags
+
+#![deny(missing_docs)]
+
+pub mod ledger;

@@ -1,0 +1,3 @@
+//! The gossipchain node binary.
+
+fn main() {}

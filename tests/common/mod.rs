@@ -93,6 +93,9 @@ impl NodeOptions {
         if !self.mdns {
             args.push("--no-mdns".to_string());
         }
+        // Logs go to stderr, whose tail is shown when a test fails.
+        args.push("--log".to_string());
+        args.push(std::env::var("E2E_LOG").unwrap_or_else(|_| "info".to_string()));
         for p in &self.peers {
             args.push("--peer".to_string());
             args.push(p.clone());
@@ -184,6 +187,7 @@ impl TestNode {
             Command::new(binary())
         };
         cmd.args(&args)
+            .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -311,6 +315,10 @@ impl TestNode {
         if line.len() > 400 {
             line.truncate(400);
             line.push_str("...");
+        }
+        // Polling repeats the same status line; keep one copy so the tail stays informative.
+        if self.stdout_tail.back() == Some(&line) {
+            return;
         }
         self.stdout_tail.push_back(line);
         while self.stdout_tail.len() > STDOUT_TAIL {
@@ -658,6 +666,24 @@ impl TestNode {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
+        if thread::panicking() {
+            // A test failed, perhaps on another node: show what this one was doing.
+            let stderr: Vec<String> = self
+                .running
+                .as_ref()
+                .and_then(|r| {
+                    r.stderr_tail
+                        .lock()
+                        .ok()
+                        .map(|t| t.iter().cloned().collect())
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "--- {} (on drop after a failure): last stderr lines ---\n{}",
+                self.label,
+                stderr.join("\n")
+            );
+        }
         self.kill_9();
     }
 }

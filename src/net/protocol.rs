@@ -22,20 +22,17 @@ pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gossipchain/sync
 /// Identify's protocol version string: peers that speak another one are not ours.
 pub const IDENTIFY_PROTOCOL: &str = "/gossipchain/1";
 
+pub use crate::ledger::chain::MAX_LOCATOR_LEN;
+pub use crate::ledger::mempool::MAX_TX_BYTES;
+
 /// Cap on an encoded sync request: a locator of [`MAX_LOCATOR_LEN`] hashes fits with room.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
-
-/// Most hashes a locator may carry (ours carry about 10 plus log2 of the height).
-pub const MAX_LOCATOR_LEN: usize = 128;
 
 /// Most blocks one `GetBlocks` may ask for and one `Blocks` answer may carry.
 pub const MAX_BLOCKS_PER_RESPONSE: u32 = 256;
 
 /// Bytes of blocks a node puts in one `Blocks` answer (a single larger block still goes alone).
 pub const RESPONSE_BLOCK_BYTES: usize = 2 * 1024 * 1024;
-
-/// Cap on an encoded transaction on the gossip topic (a transfer encodes to 144 bytes).
-pub const MAX_TX_BYTES: usize = 1024;
 
 /// Cap on an encoded sync response: the block budget plus one maximal block and framing.
 pub fn max_response_bytes(params: &NetworkParams) -> usize {

@@ -625,17 +625,18 @@ impl Node {
                 });
                 MessageAcceptance::Accept
             }
-            // Nonces and balances depend on which blocks a node has seen: honest peers may
-            // differ, so such a transaction is dropped, not held against its sender.
-            Err(MempoolError::Invalid(
-                TxError::BadNonce { .. } | TxError::InsufficientFunds { .. },
-            )) => MessageAcceptance::Ignore,
-            Err(MempoolError::Invalid(error)) => {
+            // Nonces, balances and a full pool depend on what a node has seen: honest peers
+            // may differ, so such a transaction is dropped, not held against its sender.
+            Err(
+                MempoolError::AlreadyKnown(_)
+                | MempoolError::Full { .. }
+                | MempoolError::Invalid(TxError::BadNonce { .. } | TxError::InsufficientFunds { .. }),
+            ) => MessageAcceptance::Ignore,
+            Err(error) => {
                 warn!(%from, %error, "invalid transaction");
                 self.penalise(from, Offence::InvalidTransaction);
                 MessageAcceptance::Reject
             }
-            Err(_) => MessageAcceptance::Ignore,
         }
     }
 
@@ -1031,8 +1032,10 @@ impl Node {
             Command::Chain { count, reply } => {
                 let height = self.chain.height();
                 let n = count.map_or(height + 1, |c| c.min(height + 1));
-                let blocks = (height + 1 - n..=height)
-                    .filter_map(|h| self.chain.block_at_height(h))
+                let blocks = self
+                    .chain
+                    .main_chain()
+                    .skip((height + 1 - n) as usize)
                     .map(|b| BlockView::from(b.as_ref()))
                     .collect();
                 let _ = reply.send(Ok(blocks));
@@ -1060,7 +1063,7 @@ impl Node {
                 }));
             }
             Command::Mempool(reply) => {
-                let txs = self.mempool.template(usize::MAX, usize::MAX);
+                let txs = self.mempool.transactions();
                 let _ = reply.send(Ok(txs.iter().map(TxView::from).collect()));
             }
             Command::Dial { addr, reply } => {
@@ -1084,7 +1087,7 @@ impl Node {
             height: self.chain.height(),
             tip: self.chain.tip(),
             peers: self.book.connected_count(),
-            mempool: self.mempool.template(usize::MAX, usize::MAX).len(),
+            mempool: self.mempool.len(),
             listen: self.listen.iter().map(|a| a.to_string()).collect(),
             automine: self.miner.automine,
             syncing: self.sync.active_peer().is_some(),

@@ -1,6 +1,8 @@
 //! The gossipchain node binary: parse flags, start the node, run the console until `quit`,
 //! SIGINT or SIGTERM. End of stdin closes the console only; the node keeps running.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use gossipchain::cli::Cli;
@@ -38,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let config = cli.to_config().context("bad configuration")?;

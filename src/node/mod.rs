@@ -379,6 +379,7 @@ impl Node {
                     connection_id,
                     remote.clone(),
                     endpoint.is_dialer(),
+                    now,
                 );
                 if first {
                     info!(%peer_id, %remote, "peer connected");
@@ -431,6 +432,11 @@ impl Node {
                     }
                 }
             }
+            BehaviourEvent::Ping(ping::Event {
+                connection,
+                result: Ok(_),
+                ..
+            }) => self.book.pong(connection, now),
             BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
@@ -500,6 +506,13 @@ impl Node {
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        for connection in self.book.silent_connections(now) {
+            info!(
+                ?connection,
+                "no ping answered for a while; closing the connection"
+            );
+            self.swarm.close_connection(connection);
+        }
         self.dial_due(now);
         let actions = self.sync.tick(self.local(), now);
         self.apply_sync(actions);

@@ -31,6 +31,10 @@ pub const MAX_KNOWN_PEERS: usize = 512;
 /// Most dialable addresses kept per peer.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
 
+/// A connection with no answered ping for this long is dead. Ping's own failure report comes
+/// much later: its first failure is silent, and the retry waits for a stream upgrade timeout.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(8);
+
 /// Something a peer did wrong, with the score it costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offence {
@@ -123,6 +127,7 @@ pub struct PeerBook {
     peers: HashMap<PeerId, PeerEntry>,
     bootstrap: Vec<Bootstrap>,
     pending_bootstrap: HashMap<ConnectionId, usize>,
+    last_pong: HashMap<ConnectionId, Instant>,
 }
 
 /// Splits a trailing `/p2p/<peer id>` off an address.
@@ -225,7 +230,9 @@ impl PeerBook {
         connection: ConnectionId,
         remote: Multiaddr,
         dialed: bool,
+        now: Instant,
     ) -> bool {
+        self.last_pong.insert(connection, now);
         let bootstrap = self.pending_bootstrap.remove(&connection);
         if let Some(b) = bootstrap.and_then(|i| self.bootstrap.get_mut(i)) {
             b.peer = Some(peer);
@@ -249,6 +256,7 @@ impl PeerBook {
     /// Records a closed connection. Returns true if it was the peer's last; a re-dial is then
     /// scheduled after the initial backoff.
     pub fn disconnected(&mut self, peer: &PeerId, connection: ConnectionId, now: Instant) -> bool {
+        self.last_pong.remove(&connection);
         let Some(entry) = self.peers.get_mut(peer) else {
             return false;
         };
@@ -281,6 +289,22 @@ impl PeerBook {
             }
         }
         dials
+    }
+
+    /// A ping on `connection` was answered.
+    pub fn pong(&mut self, connection: ConnectionId, now: Instant) {
+        if let Some(last) = self.last_pong.get_mut(&connection) {
+            *last = now;
+        }
+    }
+
+    /// Connections silent for [`SILENCE_LIMIT`]: the caller closes them.
+    pub fn silent_connections(&self, now: Instant) -> Vec<ConnectionId> {
+        self.last_pong
+            .iter()
+            .filter(|(_, last)| now.saturating_duration_since(**last) >= SILENCE_LIMIT)
+            .map(|(c, _)| *c)
+            .collect()
     }
 
     /// Notes a peer's tip from its status.
@@ -359,7 +383,7 @@ mod tests {
         let conn = ConnectionId::new_unchecked(1);
         let now = Instant::now();
         book.learn(peer, addr(1), now);
-        assert!(book.connected_to(peer, conn, addr(1), true));
+        assert!(book.connected_to(peer, conn, addr(1), true, now));
         assert!(book.due_dials(now + MAX_BACKOFF * 10).is_empty());
         assert!(book.disconnected(&peer, conn, now));
         let mut t = now + INITIAL_BACKOFF;
@@ -374,9 +398,27 @@ mod tests {
             t = next;
         }
         assert_eq!(gaps, vec![1, 2, 4, 8, 8, 8]);
-        book.connected_to(peer, conn, addr(1), true);
+        book.connected_to(peer, conn, addr(1), true, now);
         book.disconnected(&peer, conn, t);
         assert_eq!(book.due_dials(t + INITIAL_BACKOFF).len(), 1);
+    }
+
+    #[test]
+    fn a_connection_without_pongs_is_reported_silent_and_a_pong_revives_it() {
+        let mut book = PeerBook::new();
+        let peer = PeerId::random();
+        let (c1, c2) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        let now = Instant::now();
+        book.connected_to(peer, c1, addr(1), true, now);
+        book.connected_to(peer, c2, addr(1), false, now);
+        let later = now + SILENCE_LIMIT;
+        book.pong(c2, later - Duration::from_secs(1));
+        assert_eq!(book.silent_connections(later), vec![c1]);
+        book.disconnected(&peer, c1, later);
+        assert!(book.silent_connections(later).is_empty());
     }
 
     #[test]
@@ -417,7 +459,7 @@ mod tests {
         let conn = ConnectionId::new_unchecked(8);
         book.bootstrap_dialing(i, conn, now);
         let peer = PeerId::random();
-        book.connected_to(peer, conn, addr(9), true);
+        book.connected_to(peer, conn, addr(9), true, now);
         assert!(book.due_dials(now + MAX_BACKOFF).is_empty());
         assert_eq!(book.get(&peer).unwrap().dial_addrs, vec![addr(9)]);
     }

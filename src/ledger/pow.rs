@@ -90,6 +90,16 @@ fn shani_available() -> bool {
     false
 }
 
+/// `bytes` read as big-endian 32-bit words, as SHA-256 reads its message and writes its digest.
+#[cfg_attr(not(any(target_arch = "x86_64", test)), allow(dead_code))]
+fn be_words<const N: usize>(bytes: &[u8]) -> [u32; N] {
+    let mut w = [0u32; N];
+    for (word, b) in w.iter_mut().zip(bytes.chunks_exact(4)) {
+        *word = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    w
+}
+
 /// Everything a thread needs to test nonces for one header: the midstate and the final block.
 struct Template {
     /// The header being mined; its nonce is ignored.
@@ -379,7 +389,7 @@ mod x86 {
         _mm_shuffle_epi32,
     };
 
-    use super::K;
+    use super::{be_words, K};
 
     /// Nonces hashed side by side by the interleaved backend.
     pub(super) const LANES: usize = 2;
@@ -470,10 +480,7 @@ mod x86 {
     /// The CPU must support the enabled features ([`available`]).
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
     pub(super) unsafe fn compress(state: &mut [u32; 8], block: &[u8; 64]) {
-        let mut w = [0u32; 16];
-        for (word, bytes) in w.iter_mut().zip(block.chunks_exact(4)) {
-            *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        }
+        let w: [u32; 16] = be_words(block);
         let mut r = [to_regs(state)];
         let mut m = [[
             vec4(&w[0..4]),
@@ -539,10 +546,7 @@ mod x86 {
         /// The CPU must support the enabled features ([`available`]).
         #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
         pub(super) unsafe fn new(mid: &[u32; 8], tail: &[u8; 64], threshold: u32) -> Self {
-            let mut w = [0u32; 16];
-            for (word, bytes) in w.iter_mut().zip(tail.chunks_exact(4)) {
-                *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-            }
+            let w: [u32; 16] = be_words(tail);
             // Run the first five groups on one lane with the nonce words at zero: everything
             // kept from them below involves only W4 of the nonce vector, which is fixed.
             let mut r = [to_regs(mid)];
@@ -718,18 +722,10 @@ mod tests {
         }
     }
 
-    fn hash_words(hash: &BlockHash) -> [u32; 8] {
-        let mut w = [0u32; 8];
-        for (word, bytes) in w.iter_mut().zip(hash.0.chunks_exact(4)) {
-            *word = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        }
-        w
-    }
-
     fn reference(header: &BlockHeader, nonce: u64) -> [u32; 8] {
         let mut h = header.clone();
         h.nonce = nonce;
-        hash_words(&h.block_hash())
+        be_words(&h.block_hash().0)
     }
 
     /// A real block on the test network at `difficulty`: coinbase, root, parent all correct.

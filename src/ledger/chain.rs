@@ -349,7 +349,7 @@ impl Chain {
         self.median_time_past_at(&self.tip())
     }
 
-    /// The hashes of the main chain's tip's ancestry that a child's median rule looks at.
+    /// The median timestamp of up to 11 blocks ending at `hash` (fewer near genesis).
     fn median_time_past_at(&self, hash: &BlockHash) -> u64 {
         let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
         let mut cursor = self.tree.get(hash);

@@ -244,11 +244,12 @@ impl PeerBook {
         let Some(entry) = self.entry(peer) else {
             return false;
         };
+        let (plain, _) = split_peer_id(&remote);
         if dialed
-            && !entry.dial_addrs.contains(&remote)
+            && !entry.dial_addrs.contains(&plain)
             && entry.dial_addrs.len() < MAX_ADDRS_PER_PEER
         {
-            entry.dial_addrs.push(remote.clone());
+            entry.dial_addrs.push(plain);
         }
         let first = !entry.is_connected();
         entry.connections.insert(connection, remote);

@@ -519,6 +519,7 @@ mod tests {
     use crate::ledger::block::{compute_tx_root, BlockHeader};
     use crate::ledger::chain::{Placement, TipChange};
     use crate::ledger::hash::{Address, TxId};
+    use crate::ledger::state::State;
     use crate::ledger::transaction::Transaction;
 
     fn params() -> NetworkParams {
@@ -527,8 +528,15 @@ mod tests {
 
     /// A child of `parent` whose coinbase pays `tag`, so siblings differ.
     fn child(parent: &Block, tag: u8) -> Arc<Block> {
+        child_paying(parent, Address([tag; 20]), vec![])
+    }
+
+    /// A valid child of `parent` (difficulty 0, reward 50) paying `miner`, with `transfers`.
+    fn child_paying(parent: &Block, miner: Address, transfers: Vec<Transaction>) -> Arc<Block> {
         let height = parent.height() + 1;
-        let txs = vec![Transaction::coinbase(height, Address([tag; 20]), 50)];
+        let fees: u64 = transfers.iter().map(Transaction::fee).sum();
+        let mut txs = vec![Transaction::coinbase(height, miner, 50 + fees)];
+        txs.extend(transfers);
         let ids: Vec<TxId> = txs.iter().map(Transaction::compute_txid).collect();
         Arc::new(Block {
             header: BlockHeader {
@@ -834,5 +842,287 @@ mod tests {
             errors > 0 && whole + errors > 10,
             "{errors} errors, {whole} whole"
         );
+    }
+
+    // ---- with a real chain ----
+
+    /// Far enough ahead that no test block is "from the future".
+    const NOW: u64 = crate::ledger::params::GENESIS_TIMESTAMP_MS + 1_000_000_000;
+
+    /// Offers a block to the chain and commits what it reports, as the node does.
+    fn offer(chain: &mut Chain, store: &Store, block: &Block) -> Accepted {
+        let accepted = chain.accept_block(block.clone(), NOW).unwrap();
+        store.commit(&accepted).unwrap();
+        accepted
+    }
+
+    /// The state a replay of the chain's main chain from genesis gives.
+    fn replay(chain: &Chain) -> State {
+        let mut state = State::new();
+        for block in chain.main_chain().skip(1) {
+            state.apply_block(block, chain.params().reward).unwrap();
+        }
+        state
+    }
+
+    fn assert_same_chain(loaded: &Chain, live: &Chain) {
+        assert_eq!(loaded.tip(), live.tip());
+        assert_eq!(loaded.height(), live.height());
+        assert_eq!(loaded.total_work(), live.total_work());
+        assert_eq!(loaded.state(), live.state());
+        let a: Vec<_> = loaded.main_chain().map(|b| b.block_hash()).collect();
+        let b: Vec<_> = live.main_chain().map(|b| b.block_hash()).collect();
+        assert_eq!(a, b);
+    }
+
+    fn signer(seed: u8) -> (ed25519_dalek::SigningKey, Address) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+        let address =
+            crate::ledger::transaction::PublicKey(key.verifying_key().to_bytes()).address();
+        (key, address)
+    }
+
+    /// Extends the chain's tip by one block paying `miner`, with a transfer from `payer` when
+    /// it can afford one.
+    fn extend(
+        chain: &mut Chain,
+        store: &Store,
+        miner: Address,
+        payer: &ed25519_dalek::SigningKey,
+        to: u8,
+    ) -> Accepted {
+        let from =
+            crate::ledger::transaction::PublicKey(payer.verifying_key().to_bytes()).address();
+        let state = chain.state();
+        let transfers = if state.balance(&from) >= 3 {
+            vec![Transaction::sign_transfer(
+                payer,
+                Address([to; 20]),
+                2,
+                1,
+                state.next_nonce(&from),
+            )]
+        } else {
+            vec![]
+        };
+        let parent = chain.tip_block().clone();
+        offer(chain, store, &child_paying(&parent, miner, transfers))
+    }
+
+    #[test]
+    fn a_restart_restores_the_exact_chain_state_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, alice_addr) = signer(1);
+        let (live, key) = {
+            let store = Store::open(dir.path(), &params()).unwrap();
+            let mut chain = store.load_chain().unwrap();
+            for i in 0..6 {
+                extend(&mut chain, &store, alice_addr, &alice, i);
+            }
+            // A longer branch from height 3 takes over: the main index is rewritten.
+            let mut parent = chain.block_at_height(3).unwrap().clone();
+            let mut deepest = 0;
+            for _ in 0..5 {
+                let block = child_paying(&parent, Address([9; 20]), vec![]);
+                let accepted = offer(&mut chain, &store, &block);
+                deepest = deepest.max(accepted.tip_change.map_or(0, |c| c.depth()));
+                parent = block;
+            }
+            assert_eq!(deepest, 3);
+            assert_eq!(chain.height(), 8);
+            (chain, store.node_key().unwrap())
+        };
+        let store = Store::open(dir.path(), &params()).unwrap();
+        let loaded = store.load_chain().unwrap();
+        assert_same_chain(&loaded, &live);
+        assert_eq!(loaded.state(), &replay(&live));
+        assert!(loaded.state().balance(&alice_addr) > 0);
+        assert_eq!(store.node_key().unwrap(), key);
+    }
+
+    #[test]
+    fn a_stored_chain_that_breaks_a_rule_is_refused_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let genesis = params().genesis();
+        let store = Store::open(dir.path(), &params()).unwrap();
+        // A block whose coinbase overpays: stored (the store does not validate) but not loaded.
+        let mut bad = (*child(&genesis, 1)).clone();
+        bad.transactions[0] = Transaction::coinbase(1, Address([1; 20]), 51);
+        bad.header.tx_root = compute_tx_root(&bad.txids());
+        store
+            .commit(&accepted(
+                genesis.block_hash(),
+                0,
+                vec![],
+                vec![Arc::new(bad)],
+            ))
+            .unwrap();
+        assert!(matches!(
+            store.load_chain(),
+            Err(StoreError::InvalidChain(
+                BlockError::BadCoinbaseAmount { .. }
+            ))
+        ));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Extend { to: u8 },
+        Fork { back: u64, len: usize, tag: u8 },
+        Reopen,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u8..8).prop_map(|to| Step::Extend { to }),
+            2 => (0u64..4, 1usize..5, 10u8..20).prop_map(|(back, len, tag)| Step::Fork { back, len, tag }),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+
+        #[test]
+        fn persistence_round_trips_random_chains_with_reorgs_and_restarts(
+            steps in proptest::collection::vec(step(), 1..25)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (alice, alice_addr) = signer(1);
+            let mut store = Store::open(dir.path(), &params()).unwrap();
+            let mut chain = store.load_chain().unwrap();
+            for step in steps {
+                match step {
+                    Step::Extend { to } => {
+                        extend(&mut chain, &store, alice_addr, &alice, to);
+                    }
+                    Step::Fork { back, len, tag } => {
+                        let at = chain.height().saturating_sub(back);
+                        let mut parent = chain.block_at_height(at).unwrap().clone();
+                        for _ in 0..len {
+                            let block = child_paying(&parent, Address([tag; 20]), vec![]);
+                            offer(&mut chain, &store, &block);
+                            parent = block;
+                        }
+                    }
+                    Step::Reopen => {
+                        drop(store);
+                        store = Store::open(dir.path(), &params()).unwrap();
+                        let loaded = store.load_chain().unwrap();
+                        assert_same_chain(&loaded, &chain);
+                        chain = loaded;
+                    }
+                }
+                proptest::prop_assert_eq!(chain.state(), &replay(&chain));
+            }
+            drop(store);
+            let store = Store::open(dir.path(), &params()).unwrap();
+            assert_same_chain(&store.load_chain().unwrap(), &chain);
+        }
+    }
+
+    const CRASH_DIR_ENV: &str = "GOSSIPCHAIN_STORE_CRASH_DIR";
+
+    /// The writer half of the crash test: run in a child process, it extends the stored chain
+    /// (with a one-block reorg every fifth step) and prints each new tip once its commit has
+    /// returned, until it is killed (or after 20 s, so it never outlives a dead parent).
+    #[test]
+    #[ignore = "run only as the writer child of the crash test"]
+    fn crash_writer() {
+        use std::io::Write;
+        let Some(dir) = std::env::var_os(CRASH_DIR_ENV) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let store = Store::open(Path::new(&dir), &params()).unwrap();
+        let mut chain = store.load_chain().unwrap();
+        let (alice, alice_addr) = signer(1);
+        let mut out = std::io::stdout().lock();
+        for step in 0u64.. {
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                break;
+            }
+            let change = if step % 5 == 4 && chain.height() > 0 {
+                // Two blocks on the tip's parent: the first is a side branch, the second wins.
+                let parent = chain.block_at_height(chain.height() - 1).unwrap().clone();
+                let first = child_paying(&parent, Address([(step % 200) as u8; 20]), vec![]);
+                offer(&mut chain, &store, &first);
+                let second = child_paying(&first, Address([7; 20]), vec![]);
+                offer(&mut chain, &store, &second).tip_change
+            } else {
+                extend(&mut chain, &store, alice_addr, &alice, (step % 7) as u8).tip_change
+            };
+            assert!(change.is_some());
+            writeln!(out, "committed {} {}", chain.height(), chain.tip()).unwrap();
+            out.flush().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_store_killed_mid_write_reopens_to_a_consistent_chain() {
+        use rand::Rng;
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+
+        let dir = tempfile::tempdir().unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let mut rng = rand::thread_rng();
+        let mut previous_height = 0;
+        let mut commits_seen = 0;
+        for round in 0..6 {
+            let mut child = Command::new(&exe)
+                .args(["--exact", "ledger::store::tests::crash_writer"])
+                .args(["--ignored", "--nocapture", "--test-threads=1", "-q"])
+                .env(CRASH_DIR_ENV, dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let reader = std::thread::spawn(move || {
+                std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter_map(|line| {
+                        let mut words = line.strip_prefix("committed ")?.split(' ');
+                        let height: u64 = words.next()?.parse().ok()?;
+                        let hash: BlockHash = words.next()?.parse().ok()?;
+                        Some((height, hash))
+                    })
+                    .collect::<Vec<_>>()
+            });
+            // Let the child start and commit for a random while, then kill -9 it.
+            std::thread::sleep(std::time::Duration::from_millis(rng.gen_range(150..700)));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            let commits = reader.join().unwrap();
+            commits_seen += commits.len();
+
+            let store = Store::open(dir.path(), &params()).unwrap();
+            let chain = store.load_chain().unwrap();
+            for (height, block) in chain.main_chain().enumerate() {
+                assert_eq!(block.height(), height as u64);
+            }
+            assert_eq!(chain.state(), &replay(&chain), "round {round}");
+            assert!(
+                chain.height() >= previous_height,
+                "round {round} lost blocks"
+            );
+            if let Some(&(height, hash)) = commits.last() {
+                // Everything reported committed survived; at most one more commit landed
+                // between the last report and the kill.
+                assert!(
+                    chain.height() == height || chain.height() == height + 1,
+                    "round {round}: reported {height}, loaded {}",
+                    chain.height()
+                );
+                if chain.height() == height {
+                    assert_eq!(chain.tip(), hash, "round {round}");
+                }
+            }
+            previous_height = chain.height();
+        }
+        assert!(commits_seen > 0, "the writer never committed");
     }
 }

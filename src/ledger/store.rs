@@ -339,26 +339,36 @@ impl Store {
     /// [`StoreError::Corrupt`] for a gap, or a last hash that is not the stored tip.
     pub fn main_chain_hashes(&self) -> Result<Vec<BlockHash>, StoreError> {
         guarded(&self.path, || {
-            let tip = self.tip()?;
             let txn = self.db()?.begin_read().map_err(|e| self.db_err(e))?;
-            let main = txn.open_table(MAIN_CHAIN).map_err(|e| self.db_err(e))?;
-            let mut hashes = Vec::new();
-            for row in main.iter().map_err(|e| self.db_err(e))? {
-                let (height, hash) = row.map_err(|e| self.db_err(e))?;
-                if height.value() != hashes.len() as u64 {
-                    return Err(self.corrupt(format!(
-                        "main chain has height {} where {} was due",
-                        height.value(),
-                        hashes.len()
-                    )));
-                }
-                hashes.push(BlockHash(hash.value()));
-            }
-            if hashes.last() != Some(&tip) {
-                return Err(self.corrupt("main chain does not end at the stored tip"));
-            }
-            Ok(hashes)
+            self.read_main_chain(&txn)
         })
+    }
+
+    /// The main chain's hashes and the tip, read in one snapshot.
+    fn read_main_chain(&self, txn: &redb::ReadTransaction) -> Result<Vec<BlockHash>, StoreError> {
+        let meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
+        let tip = meta
+            .get(META_TIP)
+            .map_err(|e| self.db_err(e))?
+            .and_then(|v| hash_from(v.value()))
+            .ok_or_else(|| self.corrupt("tip missing"))?;
+        let main = txn.open_table(MAIN_CHAIN).map_err(|e| self.db_err(e))?;
+        let mut hashes = Vec::new();
+        for row in main.iter().map_err(|e| self.db_err(e))? {
+            let (height, hash) = row.map_err(|e| self.db_err(e))?;
+            if height.value() != hashes.len() as u64 {
+                return Err(self.corrupt(format!(
+                    "main chain has height {} where {} was due",
+                    height.value(),
+                    hashes.len()
+                )));
+            }
+            hashes.push(BlockHash(hash.value()));
+        }
+        if hashes.last() != Some(&tip) {
+            return Err(self.corrupt("main chain does not end at the stored tip"));
+        }
+        Ok(hashes)
     }
 
     /// A stored block by hash, decoded under the network's block size cap.
@@ -392,11 +402,11 @@ impl Store {
     /// stored blocks do not replay.
     pub fn load_chain(&self) -> Result<Chain, StoreError> {
         guarded(&self.path, || {
-            let hashes = self.main_chain_hashes()?;
+            let txn = self.db()?.begin_read().map_err(|e| self.db_err(e))?;
+            let hashes = self.read_main_chain(&txn)?;
             if hashes.first() != Some(&self.params.genesis_hash()) {
                 return Err(self.corrupt("main chain does not start at this network's genesis"));
             }
-            let txn = self.db()?.begin_read().map_err(|e| self.db_err(e))?;
             let table = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
             let mut blocks = Vec::with_capacity(hashes.len().saturating_sub(1));
             for (height, hash) in hashes.iter().enumerate().skip(1) {
@@ -770,6 +780,25 @@ mod tests {
             store.block(&blocks[0].block_hash()),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_gap_in_the_main_index_is_reported_as_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &params()).unwrap();
+        let genesis = params().genesis();
+        let blocks = branch(&genesis, 3, 1);
+        store
+            .commit(&accepted(genesis.block_hash(), 0, vec![], blocks))
+            .unwrap();
+        let txn = store.db().unwrap().begin_write().unwrap();
+        txn.open_table(MAIN_CHAIN).unwrap().remove(2).unwrap();
+        txn.commit().unwrap();
+        let err = store.load_chain().unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { reason, .. } if reason.contains("height 3 where 2")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use common::{unique_network, NodeOptions, TestNode};
 
 /// Blocks mined before the late node starts.
-const CHAIN_LENGTH: u64 = 400;
+const CHAIN_LENGTH: u64 = 1_000;
 
 #[test]
 fn a_node_started_late_catches_up_a_chain_of_several_hundred_blocks() {

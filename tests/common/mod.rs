@@ -802,6 +802,42 @@ fn ip_quiet(args: &[&str]) -> Option<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// Deletes namespaces `gce-<tag>-<pid>-*` left by an interrupted run whose process is gone
+/// (killing what still runs inside them, all started by that run).
+fn remove_stale_namespaces(tag: &str) {
+    let prefix = format!("gce-{tag}-");
+    let Some(list) = ip_quiet(&["netns", "list"]) else {
+        return;
+    };
+    for ns in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = ns.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue; // a run still going, perhaps in parallel with this one
+        }
+        kill_namespace_processes(ns);
+        let _ = ip_quiet(&["netns", "del", ns]);
+    }
+}
+
+/// Kills every process inside namespace `ns` by its PID.
+fn kill_namespace_processes(ns: &str) {
+    if let Some(pids) = ip_quiet(&["netns", "pids", ns]) {
+        for pid in pids.split_whitespace() {
+            if pid.parse::<u32>().is_ok() {
+                let _ = Command::new("kill")
+                    .args(["-9", pid])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
 /// A private Ethernet segment: a bridge in a namespace of its own and one namespace per host,
 /// each joined to the bridge by a veth pair and addressed in `10.231.<subnet>.0/24`, a range that
 /// exists only inside these namespaces. Nothing is created in the machine's own namespace.
@@ -813,7 +849,8 @@ pub struct Lan {
 
 impl Lan {
     /// Builds a LAN of `hosts` hosts, or returns `None` (after printing why) when not root.
-    /// `tag` (a few letters) and `subnet` must be unique per test so tests can run in parallel.
+    /// `tag` (a few letters) and `subnet` must be unique per test; namespace names also carry
+    /// this process's id, so that separate test runs never collide.
     pub fn create(tag: &str, subnet: u8, hosts: usize) -> Option<Lan> {
         if !is_root() {
             eprintln!("SKIPPED: this test builds network namespaces for mDNS and must run as root");
@@ -821,12 +858,12 @@ impl Lan {
         }
         assert!(tag.len() <= 8, "keep LAN tags short");
         assert!(hosts < 200);
+        remove_stale_namespaces(tag);
         let lan = Lan {
-            tag: tag.to_string(),
+            tag: format!("{tag}-{}", std::process::id()),
             subnet,
             hosts,
         };
-        lan.delete_namespaces(); // stale ones from an earlier, interrupted run
         let br = lan.bridge_ns();
         ip(&["netns", "add", &br]);
         ip(&["-n", &br, "link", "set", "lo", "up"]);
@@ -926,16 +963,7 @@ impl Lan {
     /// deletes the namespaces, which takes their interfaces with them.
     fn delete_namespaces(&self) {
         for ns in self.all_namespaces() {
-            if let Some(pids) = ip_quiet(&["netns", "pids", &ns]) {
-                for pid in pids.split_whitespace() {
-                    if pid.parse::<u32>().is_ok() {
-                        let _ = Command::new("kill")
-                            .args(["-9", pid])
-                            .stderr(Stdio::null())
-                            .status();
-                    }
-                }
-            }
+            kill_namespace_processes(&ns);
             let _ = ip_quiet(&["netns", "del", &ns]);
         }
     }

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{unique_network, NodeOptions, TestNode};
+use common::{txids_of, unique_network, NodeOptions, TestNode};
 use gossipchain::ledger::params::DEFAULT_REWARD;
 
 /// An address nobody holds the key of.
@@ -87,7 +87,7 @@ fn malformed_commands_get_an_error_and_the_node_keeps_working() {
     node.mine(1);
     assert_eq!(node.balance_of(STRANGER), DEFAULT_REWARD - 1);
     let tip_block = node.chain().last().cloned().unwrap_or_default();
-    assert!(common::txids_of(&tip_block["transactions"]).contains(&txid));
+    assert!(txids_of(&tip_block["transactions"]).contains(&txid));
 
     assert!(
         node.non_json_lines().is_empty(),
@@ -108,4 +108,119 @@ fn the_node_keeps_running_after_stdin_closes_and_restarts_with_its_chain() {
     node.kill_9();
     node.restart();
     assert_eq!(node.tip(), tip);
+}
+
+/// True when `v` is a lowercase hex string of `len` digits.
+fn is_hex(v: &serde_json::Value, len: usize) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == len
+            && s.chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
+#[test]
+fn replies_and_events_carry_the_documented_json_fields() {
+    let mut node = TestNode::start("contract", NodeOptions::loopback(&unique_network("json")));
+    node.ok("help");
+
+    let s = node.status();
+    assert!(s["network"].is_string(), "{s}");
+    assert!(s["peer_id"].is_string(), "{s}");
+    assert!(is_hex(&s["address"], 40), "{s}");
+    assert_eq!(s["height"], 0, "{s}");
+    assert!(is_hex(&s["tip"], 64), "{s}");
+    assert_eq!(s["peers"], 0, "{s}");
+    assert_eq!(s["mempool"], 0, "{s}");
+    assert!(s["listen"].is_array(), "{s}");
+    let me = s["address"].as_str().unwrap_or_default().to_string();
+    assert!(node.dial_addr().starts_with("/ip4/127.0.0.1/tcp/"));
+
+    let mined = node.mine(1);
+    assert_eq!(mined["height"], 1);
+    assert!(is_hex(&mined["hash"], 64), "{mined}");
+    let hash = mined["hash"].as_str().unwrap_or_default().to_string();
+    let e = node.wait_event(
+        |e| e["event"] == "block_accepted" && e["hash"] == hash.as_str(),
+        Duration::from_secs(5),
+    );
+    assert_eq!(e["height"], 1, "{e}");
+    assert_eq!(e["source"], "mined", "{e}");
+
+    let b = node.ok("balance");
+    assert_eq!(b["address"], me.as_str(), "{b}");
+    assert_eq!(b["balance"], DEFAULT_REWARD, "{b}");
+
+    let tx = node.ok(&format!("tx {STRANGER} 7 2"));
+    assert!(is_hex(&tx["txid"], 64), "{tx}");
+    let txid = tx["txid"].as_str().unwrap_or_default().to_string();
+    node.wait_event(
+        |e| e["event"] == "tx_accepted" && e["txid"] == txid.as_str(),
+        Duration::from_secs(5),
+    );
+    let pool = node.ok("mempool");
+    let pending = &pool["transactions"][0];
+    assert_eq!(pending["txid"], txid.as_str(), "{pool}");
+    assert_eq!(pending["from"], me.as_str(), "{pool}");
+    assert_eq!(pending["to"], STRANGER, "{pool}");
+    assert_eq!(pending["amount"], 7, "{pool}");
+    assert_eq!(pending["fee"], 2, "{pool}");
+    assert_eq!(pending["nonce"], 0, "{pool}");
+
+    node.mine(1);
+    let chain = node.ok("chain");
+    assert_eq!(chain["length"], 3, "genesis and two blocks: {chain}");
+    let blocks = chain["blocks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(blocks.len(), 3);
+    for (i, block) in blocks.iter().enumerate() {
+        assert_eq!(block["height"], i as u64, "{block}");
+        for field in ["hash", "prev_hash"] {
+            assert!(is_hex(&block[field], 64), "{field} of {block}");
+        }
+        for field in ["timestamp", "nonce", "difficulty"] {
+            assert!(block[field].is_u64(), "{field} of {block}");
+        }
+        assert!(block["transactions"].is_array(), "{block}");
+        if i > 0 {
+            assert_eq!(block["prev_hash"], blocks[i - 1]["hash"], "{block}");
+        }
+    }
+    assert_eq!(blocks[1]["hash"], hash.as_str());
+    let last = &blocks[2];
+    assert_eq!(txids_of(&last["transactions"]).len(), 2, "{last}");
+    assert!(txids_of(&last["transactions"]).contains(&txid), "{last}");
+    let recent = node.ok("chain 1");
+    assert_eq!(
+        recent["blocks"].as_array().map(Vec::len),
+        Some(1),
+        "{recent}"
+    );
+    assert_eq!(recent["blocks"][0]["hash"], last["hash"], "{recent}");
+
+    let by_height = node.ok("block 2");
+    let by_hash = node.ok(&format!(
+        "block {}",
+        last["hash"].as_str().unwrap_or_default()
+    ));
+    assert_eq!(node.hash_at(2), last["hash"].as_str().unwrap_or_default());
+    assert_eq!(by_height, by_hash);
+
+    let peers = node.ok("peers");
+    assert_eq!(peers["peers"].as_array().map(Vec::len), Some(0), "{peers}");
+
+    node.ok("automine on");
+    node.wait_until(|s| s["height"].as_u64() >= Some(5), Duration::from_secs(20));
+    node.ok("automine off");
+    // Mining stops: the height settles.
+    std::thread::sleep(Duration::from_millis(300));
+    let settled = node.status()["height"].clone();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(node.status()["height"], settled);
+
+    assert!(
+        node.non_json_lines().is_empty(),
+        "{:?}",
+        node.non_json_lines()
+    );
+    node.quit(Duration::from_secs(10));
 }

@@ -25,6 +25,21 @@ fn three_nodes_find_each_other_by_mdns_alone_and_agree_on_balances() {
         node.wait_until(|s| s["peers"] == 2, Duration::from_secs(20));
     }
     let addresses: Vec<String> = nodes.iter_mut().map(|n| n.address()).collect();
+    let peer_ids: Vec<String> = nodes.iter_mut().map(|n| n.peer_id()).collect();
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let reply = node.ok("peers");
+        let listed = reply["peers"].as_array().cloned().unwrap_or_default();
+        for (j, id) in peer_ids.iter().enumerate().filter(|(j, _)| *j != i) {
+            let entry = listed.iter().find(|p| p["peer_id"] == id.as_str());
+            let entry = entry.unwrap_or_else(|| panic!("host{i} does not list host{j}: {reply}"));
+            assert!(
+                entry["addresses"].as_array().is_some_and(|a| a
+                    .iter()
+                    .any(|x| x.as_str().is_some_and(|x| x.contains(&lan.host_ip(j))))),
+                "host{i} lists host{j} without its LAN address: {entry}"
+            );
+        }
+    }
 
     // Host 0 earns coins; the block reaches everyone.
     let first = nodes[0].mine(1);

@@ -17,7 +17,8 @@ use gossipchain::ledger::encode::encode;
 use gossipchain::ledger::transaction::Signature;
 use gossipchain::ledger::{Address, Block, BlockHash, BlockHeader, NetworkParams, Transaction};
 use gossipchain::net::protocol::{
-    blocks_topic, decode_gossip_block, txs_topic, Status, SyncResponse,
+    blocks_topic, decode_gossip_block, decode_response, txs_topic, Status, SyncResponse,
+    MAX_REQUEST_BYTES,
 };
 use libp2p::gossipsub::IdentTopic;
 use libp2p::Multiaddr;
@@ -389,6 +390,31 @@ fn a_hostile_peer_cannot_disturb_honest_nodes_or_get_anything_invalid_forwarded(
         sync_attackers.push(p);
     }
     invalid_blocks.extend(sync_blocks);
+
+    // Garbage and oversized sync requests get no answer, and A carries on.
+    let mut asker = RawPeer::start(
+        &rt,
+        "sync: bad requests",
+        &topics,
+        humble_status(genesis),
+        BlocksAnswer::Hang,
+    );
+    asker.dial(&a_addr);
+    asker.wait(
+        |e| matches!(e, PeerEvent::Connected(p) if *p == a_peer),
+        WAIT,
+    );
+    for bad in [garbage(200, 8), garbage(MAX_REQUEST_BYTES * 8, 9)] {
+        let answer = asker.request(a_peer, bad);
+        assert!(
+            answer
+                .as_ref()
+                .map_or(true, |b| decode_response(b, usize::MAX).is_err()),
+            "A answered a bad request: {answer:?}"
+        );
+        a.request_within("status", Duration::from_secs(3));
+    }
+    drop(asker);
 
     // A is unharmed: same tip, still answering.
     assert!(a.is_alive() && c.is_alive());

@@ -58,6 +58,8 @@ pub enum PeerEvent {
     },
     /// The result of a publish.
     Published(Result<(), String>),
+    /// The answer to a sync request this peer sent (raw bytes), or why there was none.
+    Answered(Result<Vec<u8>, String>),
 }
 
 /// How the peer answers `GetBlocks`.
@@ -72,6 +74,7 @@ pub enum BlocksAnswer {
 enum Command {
     Dial(Multiaddr),
     Publish(IdentTopic, Vec<u8>),
+    Request(PeerId, Vec<u8>),
 }
 
 /// A test-controlled libp2p peer.
@@ -240,6 +243,9 @@ impl RawPeer {
                                 .map_err(|e| e.to_string());
                             let _ = ev_tx.send(PeerEvent::Published(r));
                         }
+                        Some(Command::Request(peer, bytes)) => {
+                            swarm.behaviour_mut().sync.send_request(&peer, bytes);
+                        }
                     },
                     event = swarm.select_next_some() => {
                         let out = match event {
@@ -262,6 +268,15 @@ impl RawPeer {
                                 }
                                 _ => None,
                             },
+                            SwarmEvent::Behaviour(RawBehaviourEvent::Sync(
+                                request_response::Event::Message {
+                                    message: request_response::Message::Response { response, .. },
+                                    ..
+                                },
+                            )) => Some(PeerEvent::Answered(Ok(response))),
+                            SwarmEvent::Behaviour(RawBehaviourEvent::Sync(
+                                request_response::Event::OutboundFailure { error, .. },
+                            )) => Some(PeerEvent::Answered(Err(error.to_string()))),
                             SwarmEvent::Behaviour(RawBehaviourEvent::Sync(
                                 request_response::Event::Message {
                                     peer,
@@ -327,6 +342,19 @@ impl RawPeer {
         );
         if let PeerEvent::Published(Err(e)) = r {
             panic!("{}: publish failed: {e}", self.label);
+        }
+    }
+
+    /// Sends raw bytes as a sync request to `peer` and returns the outcome.
+    #[track_caller]
+    pub fn request(&mut self, peer: PeerId, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+        let _ = self.commands.send(Command::Request(peer, bytes));
+        match self.wait_new(
+            |e| matches!(e, PeerEvent::Answered(_)),
+            Duration::from_secs(20),
+        ) {
+            PeerEvent::Answered(r) => r,
+            _ => unreachable!("wait_new returns a matching event"),
         }
     }
 

@@ -47,7 +47,7 @@ cmd_start() {
         done
     fi
     gc_parse_start "$@"
-    gc_need python3 setsid flock
+    gc_need "$GC_PY" setsid flock
     gc_resolve_bin
     GC_BASE_PORT=${GOSSIPCHAIN_BASE_PORT:-40100}
     gc_save_state

@@ -128,7 +128,7 @@ sim_start() {
         gc_die "a simulation is running in $GC_DIR (stop it first)"
     fi
     gc_parse_start "$@"
-    gc_need python3 setsid flock
+    gc_need "$GC_PY" setsid flock
     gc_resolve_bin
     GC_BASE_PORT=4001
     GC_SIMID=$(printf '%04x' $((RANDOM % 65536)))

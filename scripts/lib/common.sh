@@ -18,7 +18,16 @@
 GC_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GC_SCRIPTS=$(dirname "$GC_LIB")
 GC_ROOT=$(dirname "$GC_SCRIPTS")
-GC_JSON=("python3" "$GC_LIB/gcjson.py")
+# The system python3 if there is one (a version manager's shim costs a few hundred ms per call);
+# -S: the helper needs nothing but the standard library, so skip site-packages.
+if [[ -n ${GOSSIPCHAIN_PYTHON:-} ]]; then
+    GC_PY=$GOSSIPCHAIN_PYTHON
+elif [[ -x /usr/bin/python3 ]]; then
+    GC_PY=/usr/bin/python3
+else
+    GC_PY=python3
+fi
+GC_JSON=("$GC_PY" -S "$GC_LIB/gcjson.py")
 : "${GC_CMD_TIMEOUT:=${GOSSIPCHAIN_TIMEOUT:-30}}"
 : "${GC_START_TIMEOUT:=30}"
 

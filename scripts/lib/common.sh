@@ -241,9 +241,10 @@ gc_node_cmd() {
 }
 
 gc_node_cmd_pid() {
-    local i=$1 pid=$2 timeout=$3 d off line rc
+    local i=$1 pid=$2 timeout=$3 d off line word rc
     shift 3
     line="$*"
+    read -r word _ <<<"$line"
     [[ -n ${line// /} ]] || gc_die "empty command"
     [[ $line != *$'\n'* ]] || gc_die "a command is one line"
     d=$(gc_node_dir "$i")
@@ -253,7 +254,7 @@ gc_node_cmd_pid() {
     off=$(stat -c %s "$d/out.jsonl")
     gc_node_send "$i" "$line"
     rc=0
-    "${GC_JSON[@]}" wait-reply "$d/out.jsonl" "$off" "${1}" "$timeout" "$pid" || rc=$?
+    "${GC_JSON[@]}" wait-reply "$d/out.jsonl" "$off" "$word" "$timeout" "$pid" || rc=$?
     exec {lockfd}>&-
     return "$rc"
 }
@@ -348,26 +349,27 @@ gc_short_peer() {
     printf '…%s' "${peer: -8}"
 }
 
-# Interactive console of node I: your lines go to its stdin, its output is shown as it comes.
+# Interactive console of node I: each line you type is sent as a command and its reply printed;
+# the node's events are shown as they come (replies to other clients are not).
 gc_attach() {
-    local i=$1 d tailpid line
+    local i=$1 d pid followpid line
     d=$(gc_node_dir "$i")
-    gc_node_alive "$i" || gc_die "node $i is not running"
-    printf '%sattached to node %s (commands as in "help"; Ctrl-D or "detach" leaves it running; "quit" stops it)%s\n' "$GC_BOLD" "$i" "$GC_OFF"
-    tail -n 5 -F "$d/out.jsonl" 2>/dev/null &
-    tailpid=$!
+    pid=$(gc_node_pid "$i") || gc_die "node $i is not running"
+    printf '%snode %s console: commands as in "help"; Ctrl-D or "detach" leaves the node running, "quit" stops it%s\n' "$GC_BOLD" "$i" "$GC_OFF"
+    "${GC_JSON[@]}" follow "$d/out.jsonl" "$pid" &
+    followpid=$!
     # shellcheck disable=SC2064 # expand now: the PID is known now
-    trap "kill $tailpid 2>/dev/null" EXIT
-    while IFS= read -r -e line; do
+    trap "kill $followpid 2>/dev/null" EXIT
+    while IFS= read -r -e -p "node$i> " line; do
         [[ -z ${line// /} ]] && continue
         [[ $line == detach ]] && break
         history -s -- "$line"
         gc_node_alive "$i" || { echo "node $i has exited"; break; }
-        gc_node_send "$i" "$line"
-        [[ $line == quit ]] && { sleep 1; break; }
+        gc_node_cmd_pid "$i" "$pid" "${GC_ATTACH_TIMEOUT:-3600}" "$line" || true
+        gc_proc_alive "$pid" || { echo "node $i has exited"; break; }
     done
-    kill "$tailpid" 2>/dev/null
-    wait "$tailpid" 2>/dev/null
+    kill "$followpid" 2>/dev/null
+    wait "$followpid" 2>/dev/null
     trap - EXIT
 }
 

@@ -15,6 +15,9 @@ need no jq.
       Count lines of FILE (after byte OFFSET) whose "event" is EVENT.
   gcjson.py events FILE EVENT [OFFSET]
       Print those lines.
+  gcjson.py follow FILE [PID]
+      Print the event lines (not the replies) appended to FILE from now on, until PID exits
+      (or forever); an interactive console prints its own replies.
 """
 
 import json
@@ -83,6 +86,21 @@ def wait_reply(path, offset, word, timeout, pid):
         time.sleep(0.05)
 
 
+def follow(path, pid):
+    try:
+        pos = os.path.getsize(path)
+    except OSError:
+        pos = 0
+    while not pid or alive(pid):
+        lines, pos = lines_after(path, pos)
+        for line in lines:
+            obj = parse(line)
+            if obj is None or "reply" not in obj:
+                print("  * " + line, flush=True)
+        time.sleep(0.1)
+    return 0
+
+
 def lookup(value, path):
     """Follow `path` (dot separated; `name[]` maps over a list; `name#` is a length)."""
     if path == "":
@@ -129,6 +147,8 @@ def main(argv):
     if cmd == "wait-reply" and len(argv) in (6, 7):
         pid = int(argv[6]) if len(argv) == 7 and argv[6] else 0
         return wait_reply(argv[2], int(argv[3]), argv[4], float(argv[5]), pid)
+    if cmd == "follow" and len(argv) in (3, 4):
+        return follow(argv[2], int(argv[3]) if len(argv) == 4 else 0)
     if cmd == "get":
         text = sys.stdin.read().strip().splitlines()
         obj = (parse(text[0]) if text else None) or {}

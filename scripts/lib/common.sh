@@ -192,10 +192,17 @@ gc_start_node() {
     gc_node_net_args "$i"
     # shellcheck disable=SC2206 # EXTRA holds extra node arguments, split on spaces on purpose
     [[ -n ${GC_EXTRA:-} ]] && extra=($GC_EXTRA)
+    # Several nodes share this machine's cores: one mining thread each, if the node has the flag.
+    if [[ -z ${GC_THREADS_FLAG+set} ]]; then
+        GC_THREADS_FLAG=()
+        if "$GC_BIN" --help 2>/dev/null </dev/null | grep -q -- '--mine-threads'; then
+            GC_THREADS_FLAG=(--mine-threads "${GOSSIPCHAIN_MINE_THREADS:-1}")
+        fi
+    fi
     # The node holds its own FIFO open read-write: its stdin never reaches EOF, and a writer
     # never blocks opening it. setsid: a Ctrl-C meant for this script does not reach the node.
     setsid "${GC_PREFIX[@]}" "$GC_BIN" --data-dir "$d/data" --json \
-        --network "$GC_NETWORK" --difficulty "$GC_DIFFICULTY" "${GC_NET_ARGS[@]}" "${extra[@]}" \
+        --network "$GC_NETWORK" --difficulty "$GC_DIFFICULTY" "${GC_NET_ARGS[@]}" "${GC_THREADS_FLAG[@]}" "${extra[@]}" \
         <>"$d/stdin" >>"$d/out.jsonl" 2>>"$d/err.log" &
     pid=$!
     printf '%s\n' "$pid" >"$d/pid"

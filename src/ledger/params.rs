@@ -182,4 +182,13 @@ mod tests {
             Err(ParamsError::DifficultyTooHigh(65))
         );
     }
+
+    #[test]
+    fn devnet_genesis_matches_the_published_test_vector() {
+        // proto-notes/encoding.md publishes this hash; a change here is a new network.
+        assert_eq!(
+            NetworkParams::devnet().genesis_hash().to_hex(),
+            "6dd33e00c087a2abafb9cdba467a29050e6a4ba9d4c9418de163d697ceb1b149"
+        );
+    }
 }

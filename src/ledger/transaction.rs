@@ -316,4 +316,33 @@ mod tests {
         let b = Transaction::coinbase(2, Address([1; 20]), 50);
         assert_ne!(a.compute_txid(), b.compute_txid());
     }
+
+    #[test]
+    fn transfer_encoding_matches_the_published_test_vector() {
+        // proto-notes/encoding.md publishes these bytes; ed25519 signatures are deterministic.
+        let tx = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
+        assert_eq!(
+            hex::encode(encode(&tx)),
+            concat!(
+                "01000000",
+                "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+                "0202020202020202020202020202020202020202",
+                "0a00000000000000",
+                "0100000000000000",
+                "0000000000000000",
+                "c77051b763da0d9e787dd9cb0ee0a3df6512183d05c3825a09967b9fecb02494",
+                "44c3c57c1ebc89fb2c7df2c3ebb63c75fa6007e61b91d6b9f8a7009af2e0bd0d"
+            )
+        );
+        assert_eq!(
+            tx.compute_txid().to_hex(),
+            "7d66852922647157c79a1013d5cc29b7fa0a7d367cc8733a56bada24589822e9"
+        );
+        assert_eq!(
+            PublicKey(key(1).verifying_key().to_bytes())
+                .address()
+                .to_hex(),
+            "34750f98bd59fcfc946da45aaabe933be154a4b5"
+        );
+    }
 }

@@ -280,10 +280,13 @@ verdict() {
     printf '\n'
     if ((FAILED == 0 && ${1:-0} == 0 && total > 0)); then
         printf '%sPASS%s: %d/%d expectations held in %ss\n' "$GC_GREEN" "$GC_OFF" "$PASSED" "$total" "${took// /}"
+    elif ((${1:-0})); then
+        printf '%sFAIL%s: stopped early (%s): %d of %d expectations checked held, %d failed, in %ss%s\n' \
+            "$GC_RED" "$GC_OFF" "${2:-error}" "$PASSED" "$total" "$FAILED" "${took// /}" \
+            "${FAILURES[0]:+; first failure: ${FAILURES[0]}}"
     else
-        printf '%sFAIL%s: %d/%d expectations held, %d failed%s in %ss%s\n' "$GC_RED" "$GC_OFF" \
-            "$PASSED" "$total" "$FAILED" "${1:+ (stopped early: ${2:-error})}" "${took// /}" \
-            "${FAILURES[0]:+; first: ${FAILURES[0]}}"
+        printf '%sFAIL%s: %d/%d expectations held, %d failed, in %ss; first failure: %s\n' \
+            "$GC_RED" "$GC_OFF" "$PASSED" "$total" "$FAILED" "${took// /}" "${FAILURES[0]:-none}"
     fi
 }
 

@@ -1,0 +1,789 @@
+//! The console: stdin lines become commands to the node; replies and events are printed for
+//! people or, with `--json`, as one JSON object per stdout line.
+//!
+//! Rules it keeps: a line is read up to [`MAX_LINE_BYTES`] and the rest of it is skipped, so no
+//! input can exhaust memory; every malformed line gets a reply with `ok: false` and an error
+//! (naming the line's first word), and the console carries on; end of input closes the console
+//! but not the node.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, Write as _};
+
+use libp2p::Multiaddr;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::ledger::{Address, BlockHash};
+use crate::node::event::{BlockView, TxView};
+use crate::node::{BlockQuery, CommandError, Event, NodeHandle};
+
+/// Longest line the console reads; longer lines are refused whole.
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// Most blocks one `mine` command may ask for.
+pub const MAX_MINE_COUNT: u64 = 100_000;
+
+/// Longest first word echoed back in a reply.
+const MAX_WORD_CHARS: usize = 64;
+
+/// The console's commands, one line each.
+const USAGE: &[(&str, &str)] = &[
+    ("help", "this list"),
+    (
+        "status",
+        "network, peer id, address, height, tip, peers, mempool, listen addresses",
+    ),
+    (
+        "peers",
+        "connected peers with their addresses and tip heights",
+    ),
+    (
+        "tx <address> <amount> [fee]",
+        "send coins from this node's account",
+    ),
+    (
+        "mine [count]",
+        "mine count blocks (default 1) and answer when done",
+    ),
+    ("automine on|off", "keep mining until told to stop"),
+    (
+        "chain [count]",
+        "the last count blocks of the main chain (default all)",
+    ),
+    ("block <height|hash>", "one block with its transactions"),
+    (
+        "balance [address]",
+        "an account's balance (default this node's)",
+    ),
+    ("mempool", "pending transactions"),
+    ("dial <multiaddr>", "connect to a peer"),
+    ("quit", "stop the node"),
+];
+
+/// A parsed console line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleCommand {
+    /// List the commands.
+    Help,
+    /// Show the node's status.
+    Status,
+    /// List connected peers.
+    Peers,
+    /// Send coins.
+    Tx {
+        /// Receiver.
+        to: Address,
+        /// Coins.
+        amount: u64,
+        /// Fee (0 if not given).
+        fee: u64,
+    },
+    /// Mine this many blocks.
+    Mine(u64),
+    /// Turn continuous mining on or off.
+    Automine(bool),
+    /// Show the last blocks (all if `None`).
+    Chain(Option<u64>),
+    /// Show one block.
+    Block(BlockQuery),
+    /// Show a balance (this node's if `None`).
+    Balance(Option<Address>),
+    /// Show pending transactions.
+    Mempool,
+    /// Connect to a peer.
+    Dial(Multiaddr),
+    /// Stop the node.
+    Quit,
+}
+
+/// Why a console line is not a command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseError {
+    /// The line's first word, echoed as the reply's `reply` field.
+    pub word: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+fn first_word(line: &str) -> String {
+    line.split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(MAX_WORD_CHARS)
+        .collect()
+}
+
+fn usage_of(word: &str) -> &'static str {
+    USAGE
+        .iter()
+        .find(|(u, _)| u.split_whitespace().next() == Some(word))
+        .map_or("", |(u, _)| u)
+}
+
+/// Parses one line. Blank lines are `Ok(None)`.
+///
+/// # Errors
+/// [`ParseError`] for an unknown command, a missing, extra or malformed argument.
+pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, ParseError> {
+    let mut words = line.split_whitespace();
+    let Some(word) = words.next() else {
+        return Ok(None);
+    };
+    let args: Vec<&str> = words.collect();
+    let fail = |message: String| ParseError {
+        word: first_word(line),
+        message,
+    };
+    let usage = || fail(format!("usage: {}", usage_of(word)));
+    let (required, optional) = match word {
+        "help" | "status" | "peers" | "mempool" | "quit" => (0, 0),
+        "mine" | "chain" | "balance" => (0, 1),
+        "automine" | "block" | "dial" => (1, 0),
+        "tx" => (2, 1),
+        _ => {
+            return Err(fail(format!(
+                "unknown command '{}' (try help)",
+                first_word(line)
+            )))
+        }
+    };
+    if args.len() < required || args.len() > required + optional {
+        return Err(usage());
+    }
+    let number = |what: &str, s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| fail(format!("{what} must be a whole number, got '{}'", clip(s))))
+    };
+    let address = |s: &str| {
+        s.parse::<Address>()
+            .map_err(|e| fail(format!("bad address '{}': {e}", clip(s))))
+    };
+    let command = match word {
+        "help" => ConsoleCommand::Help,
+        "status" => ConsoleCommand::Status,
+        "peers" => ConsoleCommand::Peers,
+        "mempool" => ConsoleCommand::Mempool,
+        "quit" => ConsoleCommand::Quit,
+        "tx" => ConsoleCommand::Tx {
+            to: address(args[0])?,
+            amount: number("amount", args[1])?,
+            fee: args.get(2).map_or(Ok(0), |f| number("fee", f))?,
+        },
+        "mine" => {
+            let count = args.first().map_or(Ok(1), |c| number("count", c))?;
+            if count == 0 || count > MAX_MINE_COUNT {
+                return Err(fail(format!("count must be 1 to {MAX_MINE_COUNT}")));
+            }
+            ConsoleCommand::Mine(count)
+        }
+        "automine" => match args[0] {
+            "on" => ConsoleCommand::Automine(true),
+            "off" => ConsoleCommand::Automine(false),
+            _ => return Err(usage()),
+        },
+        "chain" => ConsoleCommand::Chain(args.first().map(|c| number("count", c)).transpose()?),
+        "block" => {
+            let arg = args[0];
+            if arg.len() == 64 {
+                let hash = arg
+                    .parse::<BlockHash>()
+                    .map_err(|e| fail(format!("bad block hash: {e}")))?;
+                ConsoleCommand::Block(BlockQuery::Hash(hash))
+            } else {
+                let height = arg.parse::<u64>().map_err(|_| {
+                    fail(format!(
+                        "expected a height or a 64-digit block hash, got '{}'",
+                        clip(arg)
+                    ))
+                })?;
+                ConsoleCommand::Block(BlockQuery::Height(height))
+            }
+        }
+        "balance" => ConsoleCommand::Balance(args.first().map(|a| address(a)).transpose()?),
+        "dial" => ConsoleCommand::Dial(
+            args[0]
+                .parse::<Multiaddr>()
+                .map_err(|e| fail(format!("bad multiaddr '{}': {e}", clip(args[0]))))?,
+        ),
+        _ => return Err(usage()),
+    };
+    Ok(Some(command))
+}
+
+/// Shortens user input quoted in an error.
+fn clip(s: &str) -> String {
+    if s.chars().count() > MAX_WORD_CHARS {
+        format!("{}...", s.chars().take(MAX_WORD_CHARS).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+impl ConsoleCommand {
+    /// The command word, as echoed in the reply.
+    pub fn word(&self) -> &'static str {
+        match self {
+            ConsoleCommand::Help => "help",
+            ConsoleCommand::Status => "status",
+            ConsoleCommand::Peers => "peers",
+            ConsoleCommand::Tx { .. } => "tx",
+            ConsoleCommand::Mine(_) => "mine",
+            ConsoleCommand::Automine(_) => "automine",
+            ConsoleCommand::Chain(_) => "chain",
+            ConsoleCommand::Block(_) => "block",
+            ConsoleCommand::Balance(_) => "balance",
+            ConsoleCommand::Mempool => "mempool",
+            ConsoleCommand::Dial(_) => "dial",
+            ConsoleCommand::Quit => "quit",
+        }
+    }
+}
+
+/// A line read from input: whole, or cut at the cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line, without its newline.
+    Text(String),
+    /// A line longer than the cap; its first [`MAX_LINE_BYTES`] bytes.
+    TooLong(String),
+}
+
+/// Reads lines from `input`, keeping at most `max` bytes of each, and hands them to `deliver`
+/// until input ends or `deliver` returns false.
+pub fn read_lines(mut input: impl BufRead, max: usize, mut deliver: impl FnMut(Line) -> bool) {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    loop {
+        let (done, used) = match input.fill_buf() {
+            Ok([]) => break,
+            Ok(buf) => {
+                let end = buf.iter().position(|&b| b == b'\n');
+                let chunk = &buf[..end.unwrap_or(buf.len())];
+                let room = max.saturating_sub(line.len());
+                if chunk.len() > room {
+                    too_long = true;
+                }
+                line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                (end.is_some(), end.map_or(buf.len(), |e| e + 1))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        input.consume(used);
+        if done {
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
+            let item = if too_long {
+                Line::TooLong(text)
+            } else {
+                Line::Text(text)
+            };
+            if !deliver(item) {
+                return;
+            }
+            line.clear();
+            too_long = false;
+        }
+    }
+    if !line.is_empty() || too_long {
+        let text = String::from_utf8_lossy(&line).to_string();
+        deliver(if too_long {
+            Line::TooLong(text)
+        } else {
+            Line::Text(text)
+        });
+    }
+}
+
+/// Where replies and events go: human text or JSON lines on stdout.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    json: bool,
+}
+
+/// A command's successful answer: JSON fields and the same for people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// Fields added to the JSON reply.
+    pub fields: Map<String, Value>,
+    /// Human-readable form.
+    pub text: String,
+}
+
+fn fields_of(value: impl Serialize) -> Map<String, Value> {
+    match serde_json::to_value(value) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+impl Output {
+    /// JSON lines when `json`, text otherwise.
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    fn print(&self, line: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    /// The reply to a command named `word`.
+    pub fn reply(&self, word: &str, result: Result<Answer, String>) {
+        if self.json {
+            let mut object = Map::new();
+            object.insert("reply".into(), json!(word));
+            match result {
+                Ok(answer) => {
+                    object.insert("ok".into(), json!(true));
+                    object.extend(answer.fields);
+                }
+                Err(error) => {
+                    object.insert("ok".into(), json!(false));
+                    object.insert("error".into(), json!(error));
+                }
+            }
+            self.print(&Value::Object(object).to_string());
+        } else {
+            match result {
+                Ok(answer) => self.print(answer.text.trim_end()),
+                Err(error) => self.print(&format!("error: {error}")),
+            }
+        }
+    }
+
+    /// An event as it happens.
+    pub fn event(&self, event: &Event) {
+        if self.json {
+            if let Ok(line) = serde_json::to_string(event) {
+                self.print(&line);
+            }
+            return;
+        }
+        let text = match event {
+            Event::Listening { address } => format!("listening on {address}"),
+            Event::PeerConnected { peer_id, address } => {
+                format!("peer connected: {peer_id} ({address})")
+            }
+            Event::PeerDisconnected { peer_id } => format!("peer disconnected: {peer_id}"),
+            Event::BlockAccepted {
+                height,
+                hash,
+                source,
+            } => format!("block {height} {} accepted ({source})", hash.short()),
+            Event::Reorg {
+                new_tip,
+                depth,
+                fork_height,
+                ..
+            } => format!(
+                "reorg: {depth} block(s) above height {fork_height} replaced; new tip {}",
+                new_tip.short()
+            ),
+            Event::TxAccepted { txid, source } => {
+                format!("transaction {} accepted ({source})", txid.short())
+            }
+            Event::SyncStarted {
+                peer_id,
+                from_height,
+                to_height,
+            } => format!("syncing from {peer_id}: height {from_height} -> {to_height}"),
+            Event::SyncFinished {
+                peer_id,
+                from_height,
+                to_height,
+            } => format!("synced from {peer_id}: height {from_height} -> {to_height}"),
+        };
+        self.print(&format!("* {text}"));
+    }
+}
+
+fn tx_line(tx: &TxView) -> String {
+    match tx.from {
+        Some(from) => format!(
+            "  {} {} -> {} amount {} fee {} nonce {}",
+            tx.txid.short(),
+            from,
+            tx.to,
+            tx.amount,
+            tx.fee,
+            tx.nonce
+        ),
+        None => format!(
+            "  {} coinbase -> {} amount {}",
+            tx.txid.short(),
+            tx.to,
+            tx.amount
+        ),
+    }
+}
+
+fn block_text(block: &BlockView) -> String {
+    let mut text = format!(
+        "block {} {}\n  parent {}\n  time {} nonce {} difficulty {}\n",
+        block.height, block.hash, block.prev_hash, block.timestamp, block.nonce, block.difficulty
+    );
+    for tx in &block.transactions {
+        let _ = writeln!(text, "{}", tx_line(tx));
+    }
+    text
+}
+
+/// Carries out a parsed command through the node handle.
+///
+/// # Errors
+/// The [`CommandError`] the node answered with.
+pub async fn execute(handle: &NodeHandle, command: ConsoleCommand) -> Result<Answer, CommandError> {
+    let answer = match command {
+        ConsoleCommand::Help => {
+            let mut text = String::from("commands:\n");
+            for (usage, what) in USAGE {
+                let _ = writeln!(text, "  {usage:<30} {what}");
+            }
+            let commands: Vec<&str> = USAGE.iter().map(|(u, _)| *u).collect();
+            Answer {
+                fields: fields_of(json!({ "commands": commands })),
+                text,
+            }
+        }
+        ConsoleCommand::Status => {
+            let s = handle.status().await?;
+            let text = format!(
+                "network {} (genesis {})\npeer id {}\naddress {}\nheight {} tip {}\npeers {} mempool {} automine {}{}\nlisten {}",
+                s.network,
+                s.genesis.short(),
+                s.peer_id,
+                s.address,
+                s.height,
+                s.tip,
+                s.peers,
+                s.mempool,
+                if s.automine { "on" } else { "off" },
+                if s.syncing { " (syncing)" } else { "" },
+                s.listen.join(" ")
+            );
+            Answer {
+                fields: fields_of(&s),
+                text,
+            }
+        }
+        ConsoleCommand::Peers => {
+            let peers = handle.peers().await?;
+            let mut text = format!("{} peer(s)\n", peers.len());
+            for p in &peers {
+                let height = p.height.map_or("?".to_string(), |h| h.to_string());
+                let _ = writeln!(
+                    text,
+                    "  {} height {} {}",
+                    p.peer_id,
+                    height,
+                    p.addresses.join(" ")
+                );
+            }
+            Answer {
+                fields: fields_of(json!({ "peers": peers, "count": peers.len() })),
+                text,
+            }
+        }
+        ConsoleCommand::Tx { to, amount, fee } => {
+            let txid = handle.submit_transfer(to, amount, fee).await?;
+            Answer {
+                fields: fields_of(json!({ "txid": txid })),
+                text: format!("transaction {txid} added to the mempool"),
+            }
+        }
+        ConsoleCommand::Mine(count) => {
+            let mined = handle.mine(count).await?;
+            Answer {
+                text: format!(
+                    "mined {} block(s); last at height {} {}",
+                    mined.mined, mined.height, mined.hash
+                ),
+                fields: fields_of(&mined),
+            }
+        }
+        ConsoleCommand::Automine(on) => {
+            let on = handle.set_automine(on).await?;
+            Answer {
+                fields: fields_of(json!({ "automine": on })),
+                text: format!("automine {}", if on { "on" } else { "off" }),
+            }
+        }
+        ConsoleCommand::Chain(count) => {
+            let blocks = handle.chain(count).await?;
+            let mut text = String::new();
+            for b in &blocks {
+                let _ = writeln!(
+                    text,
+                    "{:>6} {} {} tx(s)",
+                    b.height,
+                    b.hash,
+                    b.transactions.len()
+                );
+                for tx in &b.transactions {
+                    let _ = writeln!(text, "{}", tx_line(tx));
+                }
+            }
+            Answer {
+                fields: fields_of(json!({ "length": blocks.len(), "blocks": blocks })),
+                text,
+            }
+        }
+        ConsoleCommand::Block(query) => {
+            let block = handle.block(query).await?;
+            let mut fields = fields_of(&block);
+            fields.insert("block".into(), json!(block));
+            Answer {
+                text: block_text(&block),
+                fields,
+            }
+        }
+        ConsoleCommand::Balance(address) => {
+            let b = handle.balance(address).await?;
+            Answer {
+                text: format!(
+                    "{} has {} coin(s) (next nonce {})",
+                    b.address, b.balance, b.nonce
+                ),
+                fields: fields_of(&b),
+            }
+        }
+        ConsoleCommand::Mempool => {
+            let txs = handle.mempool().await?;
+            let mut text = format!("{} pending transaction(s)\n", txs.len());
+            for tx in &txs {
+                let _ = writeln!(text, "{}", tx_line(tx));
+            }
+            Answer {
+                fields: fields_of(json!({ "transactions": txs, "count": txs.len() })),
+                text,
+            }
+        }
+        ConsoleCommand::Dial(addr) => {
+            handle.dial(addr.clone()).await?;
+            Answer {
+                fields: fields_of(json!({ "address": addr.to_string() })),
+                text: format!("dialing {addr}"),
+            }
+        }
+        ConsoleCommand::Quit => Answer {
+            fields: Map::new(),
+            text: "stopping".to_string(),
+        },
+    };
+    Ok(answer)
+}
+
+/// Handles one input line. Returns true when the console should stop (after `quit`).
+pub async fn handle_line(handle: &NodeHandle, output: &Output, line: Line) -> bool {
+    let text = match line {
+        Line::Text(text) => text,
+        Line::TooLong(prefix) => {
+            let word = first_word(&prefix);
+            output.reply(
+                &word,
+                Err(format!("line is longer than {MAX_LINE_BYTES} bytes")),
+            );
+            return false;
+        }
+    };
+    let command = match parse(&text) {
+        Ok(Some(command)) => command,
+        Ok(None) => return false,
+        Err(e) => {
+            output.reply(&e.word, Err(e.message));
+            return false;
+        }
+    };
+    let word = command.word();
+    let quit = command == ConsoleCommand::Quit;
+    output.reply(
+        word,
+        execute(handle, command).await.map_err(|e| e.to_string()),
+    );
+    if quit {
+        let _ = handle.shutdown().await;
+    }
+    quit
+}
+
+/// Reads stdin on its own thread and runs each line against the node until `quit` or the end
+/// of input. The node keeps running after the end of input.
+pub async fn run(handle: NodeHandle, output: Output) {
+    let (lines, mut incoming) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        read_lines(std::io::stdin().lock(), MAX_LINE_BYTES, |line| {
+            lines.blocking_send(line).is_ok()
+        });
+    });
+    while let Some(line) = incoming.recv().await {
+        if handle_line(&handle, &output, line).await {
+            break;
+        }
+    }
+}
+
+/// Prints the node's events until it stops.
+pub async fn print_events(mut events: broadcast::Receiver<Event>, output: Output) {
+    loop {
+        match events.recv().await {
+            Ok(event) => output.event(&event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "console fell behind and missed events");
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(line: &str) -> ParseError {
+        parse(line).unwrap_err()
+    }
+
+    #[test]
+    fn commands_parse_with_and_without_optional_arguments() {
+        let to = Address([0xab; 20]);
+        assert_eq!(
+            parse(&format!("tx {to} 10")),
+            Ok(Some(ConsoleCommand::Tx {
+                to,
+                amount: 10,
+                fee: 0
+            }))
+        );
+        assert_eq!(
+            parse(&format!("  tx {to} 10 2  ")),
+            Ok(Some(ConsoleCommand::Tx {
+                to,
+                amount: 10,
+                fee: 2
+            }))
+        );
+        assert_eq!(parse("mine"), Ok(Some(ConsoleCommand::Mine(1))));
+        assert_eq!(parse("mine 5"), Ok(Some(ConsoleCommand::Mine(5))));
+        assert_eq!(
+            parse("automine on"),
+            Ok(Some(ConsoleCommand::Automine(true)))
+        );
+        assert_eq!(parse("chain"), Ok(Some(ConsoleCommand::Chain(None))));
+        assert_eq!(parse("chain 3"), Ok(Some(ConsoleCommand::Chain(Some(3)))));
+        assert_eq!(
+            parse("block 7"),
+            Ok(Some(ConsoleCommand::Block(BlockQuery::Height(7))))
+        );
+        let hash = BlockHash([0x11; 32]);
+        assert_eq!(
+            parse(&format!("block {hash}")),
+            Ok(Some(ConsoleCommand::Block(BlockQuery::Hash(hash))))
+        );
+        assert_eq!(parse("balance"), Ok(Some(ConsoleCommand::Balance(None))));
+        assert_eq!(
+            parse("dial /ip4/127.0.0.1/tcp/4001"),
+            Ok(Some(ConsoleCommand::Dial(
+                "/ip4/127.0.0.1/tcp/4001".parse().unwrap()
+            )))
+        );
+        assert_eq!(parse("   "), Ok(None));
+    }
+
+    #[test]
+    fn an_unknown_command_is_named_by_its_first_word() {
+        let e = err("frobnicate now");
+        assert_eq!(e.word, "frobnicate");
+        assert!(e.message.contains("unknown command"));
+    }
+
+    #[test]
+    fn missing_extra_and_malformed_arguments_are_errors_naming_the_command() {
+        for (line, needle) in [
+            ("tx", "usage: tx"),
+            ("tx abc 5", "bad address"),
+            ("tx 0000000000000000000000000000000000000000 five", "amount"),
+            ("tx 0000000000000000000000000000000000000000 5 -1", "fee"),
+            ("tx 0000000000000000000000000000000000000000 5 1 9", "usage"),
+            ("mine 0", "count must be"),
+            ("mine lots", "count"),
+            ("automine maybe", "usage: automine"),
+            ("automine", "usage"),
+            ("block", "usage"),
+            ("block tip", "height or"),
+            ("balance xyz", "bad address"),
+            ("dial nowhere", "bad multiaddr"),
+            ("status now", "usage"),
+        ] {
+            let e = err(line);
+            assert_eq!(e.word, line.split_whitespace().next().unwrap(), "{line}");
+            assert!(e.message.contains(needle), "{line}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_huge_first_word_is_clipped_in_the_reply() {
+        let e = err(&"x".repeat(10_000));
+        assert_eq!(e.word.len(), MAX_WORD_CHARS);
+        assert!(e.message.len() < 200);
+    }
+
+    fn lines_of(input: &[u8], max: usize) -> Vec<Line> {
+        let mut out = Vec::new();
+        read_lines(std::io::BufReader::with_capacity(7, input), max, |l| {
+            out.push(l);
+            true
+        });
+        out
+    }
+
+    #[test]
+    fn lines_are_split_and_a_long_line_is_cut_without_losing_the_next() {
+        let mut input = b"status\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'a', 100_000));
+        input.extend(b"\nmine 2\nlast");
+        let lines = lines_of(&input, 16);
+        assert_eq!(
+            lines,
+            vec![
+                Line::Text("status".into()),
+                Line::TooLong("a".repeat(16)),
+                Line::Text("mine 2".into()),
+                Line::Text("last".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_cap_is_whole() {
+        let lines = lines_of(b"abcd\nabcde\n", 4);
+        assert_eq!(
+            lines,
+            vec![Line::Text("abcd".into()), Line::TooLong("abcd".into())]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_becomes_an_unknown_command_not_a_crash() {
+        let lines = lines_of(b"\xff\xfe status\n", 100);
+        let Line::Text(text) = &lines[0] else {
+            panic!("expected a whole line");
+        };
+        assert!(parse(text).is_err());
+    }
+
+    #[test]
+    fn every_command_word_has_a_usage_line() {
+        for word in [
+            "help", "status", "peers", "tx", "mine", "automine", "chain", "block", "balance",
+            "mempool", "dial", "quit",
+        ] {
+            assert!(usage_of(word).starts_with(word), "{word}");
+        }
+    }
+}

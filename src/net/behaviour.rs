@@ -1,0 +1,167 @@
+//! The combined libp2p behaviour and the swarm that drives it.
+//!
+//! TCP + noise + yamux carry gossipsub (blocks and transactions, validated before they are
+//! forwarded), the sync request-response protocol, identify, ping (failures close the
+//! connection; the node does that) and, when enabled, mDNS discovery.
+
+use std::time::Duration;
+
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{gossipsub, identify, identity, mdns, noise, ping, request_response, tcp, yamux};
+use sha2::{Digest, Sha256};
+
+use super::protocol::{
+    max_gossip_bytes, SyncCodec, SyncRequest, SyncResponse, IDENTIFY_PROTOCOL, SYNC_PROTOCOL,
+};
+use crate::ledger::NetworkParams;
+
+/// How long a sync request may go unanswered before it fails.
+pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a peer is pinged; a failed ping closes the connection.
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long a ping may take before it counts as failed.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The swarm type the node owns.
+pub type NodeSwarm = libp2p::Swarm<Behaviour>;
+
+/// Every protocol a node speaks, as one behaviour.
+#[derive(NetworkBehaviour)]
+#[behaviour(to_swarm = "BehaviourEvent")]
+pub struct Behaviour {
+    /// Blocks and transactions, flooded to subscribers and validated before forwarding.
+    pub gossipsub: gossipsub::Behaviour,
+    /// Status exchange and block download.
+    pub sync: request_response::Behaviour<SyncCodec>,
+    /// Protocol version and addresses of peers.
+    pub identify: identify::Behaviour,
+    /// Liveness: a failed ping means a dead connection.
+    pub ping: ping::Behaviour,
+    /// Local network discovery, off with `--no-mdns`.
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// An event from one of the behaviours, as the swarm reports it to the node.
+// Each event is moved once, from the swarm to its handler: boxing the large ones buys nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum BehaviourEvent {
+    /// A gossip message, subscription or other gossipsub event.
+    Gossipsub(gossipsub::Event),
+    /// A sync request, response or failure.
+    Sync(request_response::Event<SyncRequest, SyncResponse>),
+    /// A peer identified itself.
+    Identify(identify::Event),
+    /// A ping result.
+    Ping(ping::Event),
+    /// Peers discovered or expired by mDNS.
+    Mdns(mdns::Event),
+}
+
+macro_rules! from_event {
+    ($variant:ident, $event:ty) => {
+        impl From<$event> for BehaviourEvent {
+            fn from(event: $event) -> Self {
+                BehaviourEvent::$variant(event)
+            }
+        }
+    };
+}
+
+from_event!(Gossipsub, gossipsub::Event);
+from_event!(Sync, request_response::Event<SyncRequest, SyncResponse>);
+from_event!(Identify, identify::Event);
+from_event!(Ping, ping::Event);
+from_event!(Mdns, mdns::Event);
+
+/// Why the swarm could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The transport (TCP, noise, yamux) could not be set up.
+    #[error("transport setup failed: {0}")]
+    Transport(String),
+    /// A behaviour refused its configuration.
+    #[error("behaviour setup failed: {0}")]
+    Behaviour(String),
+}
+
+/// The gossipsub configuration: content-addressed message ids, validation before forwarding,
+/// signed messages, and a message cap well above the largest valid block.
+fn gossipsub_config(params: &NetworkParams) -> Result<gossipsub::Config, NetError> {
+    gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(|message: &gossipsub::Message| {
+            gossipsub::MessageId::from(Sha256::digest(&message.data).to_vec())
+        })
+        .max_transmit_size(max_gossip_bytes(params))
+        .heartbeat_interval(Duration::from_secs(1))
+        .build()
+        .map_err(|e| NetError::Behaviour(e.to_string()))
+}
+
+/// Builds the swarm for `keypair` on the network `params`, with mDNS when `mdns` is true.
+///
+/// # Errors
+/// [`NetError`] if the transport or a behaviour cannot be set up.
+pub fn build_swarm(
+    keypair: identity::Keypair,
+    params: &NetworkParams,
+    mdns: bool,
+) -> Result<NodeSwarm, NetError> {
+    let gossip_config = gossipsub_config(params)?;
+    let codec = SyncCodec::new(params);
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| NetError::Transport(e.to_string()))?
+        .with_behaviour(|key| {
+            let peer_id = key.public().to_peer_id();
+            let gossipsub = gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(key.clone()),
+                gossip_config,
+            )?;
+            let sync = request_response::Behaviour::with_codec(
+                codec,
+                [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default().with_request_timeout(SYNC_REQUEST_TIMEOUT),
+            );
+            let identify = identify::Behaviour::new(identify::Config::new(
+                IDENTIFY_PROTOCOL.to_string(),
+                key.public(),
+            ));
+            let ping = ping::Behaviour::new(
+                ping::Config::new()
+                    .with_interval(PING_INTERVAL)
+                    .with_timeout(PING_TIMEOUT),
+            );
+            let mdns = if mdns {
+                Some(mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    peer_id,
+                )?)
+            } else {
+                None
+            };
+            Ok(Behaviour {
+                gossipsub,
+                sync,
+                identify,
+                ping,
+                mdns: Toggle::from(mdns),
+            })
+        })
+        .map_err(|e| NetError::Behaviour(e.to_string()))?
+        // Ping and our own re-dialing decide when a connection is dead, not idleness: gossipsub
+        // keeps only mesh peers alive, and a peer outside the mesh is still a sync partner.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
+        .build();
+    Ok(swarm)
+}

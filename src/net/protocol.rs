@@ -1,0 +1,372 @@
+//! What goes over the wire: gossip topic names, the sync protocol's messages, the size caps, and
+//! the request-response codec that frames them.
+//!
+//! Every message is the canonical bincode encoding of [`crate::ledger::encode`]; every decode is
+//! capped before a byte is parsed and refuses trailing bytes. A request-response stream carries
+//! exactly one message each way: the writer writes it whole and closes its side, the reader reads
+//! to the end of the stream (at most the cap plus one byte) and decodes.
+
+use std::io;
+
+use bincode::{Decode, Encode};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::gossipsub::IdentTopic;
+use libp2p::StreamProtocol;
+
+use crate::ledger::encode::{decode, encode, DecodeError};
+use crate::ledger::{Block, BlockHash, NetworkParams, Transaction};
+
+/// The sync protocol's name, negotiated by multistream-select.
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gossipchain/sync/1");
+
+/// Identify's protocol version string: peers that speak another one are not ours.
+pub const IDENTIFY_PROTOCOL: &str = "/gossipchain/1";
+
+pub use crate::ledger::chain::MAX_LOCATOR_LEN;
+pub use crate::ledger::mempool::MAX_TX_BYTES;
+
+/// Cap on an encoded sync request: a locator of [`MAX_LOCATOR_LEN`] hashes fits with room.
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// Most blocks one `GetBlocks` may ask for and one `Blocks` answer may carry.
+pub const MAX_BLOCKS_PER_RESPONSE: u32 = 256;
+
+/// Bytes of blocks a node puts in one `Blocks` answer (a single larger block still goes alone).
+pub const RESPONSE_BLOCK_BYTES: usize = 2 * 1024 * 1024;
+
+/// Cap on an encoded sync response: the block budget plus one maximal block and framing.
+pub fn max_response_bytes(params: &NetworkParams) -> usize {
+    RESPONSE_BLOCK_BYTES + params.max_block_bytes + 1024
+}
+
+/// Gossipsub's `max_transmit_size`: well above the largest valid block plus signature and framing,
+/// so that no valid block is ever dropped by a receiver.
+pub fn max_gossip_bytes(params: &NetworkParams) -> usize {
+    2 * params.max_block_bytes + 64 * 1024
+}
+
+/// The gossip topic for blocks of the network with this genesis.
+pub fn blocks_topic(genesis: &BlockHash) -> IdentTopic {
+    IdentTopic::new(format!("gossipchain/{genesis}/blocks"))
+}
+
+/// The gossip topic for pending transactions of the network with this genesis.
+pub fn txs_topic(genesis: &BlockHash) -> IdentTopic {
+    IdentTopic::new(format!("gossipchain/{genesis}/txs"))
+}
+
+/// Decodes a block gossiped on the blocks topic.
+///
+/// # Errors
+/// [`DecodeError`] for input over the network's block cap, malformed or with trailing bytes.
+pub fn decode_gossip_block(data: &[u8], params: &NetworkParams) -> Result<Block, DecodeError> {
+    decode(data, params.max_block_bytes)
+}
+
+/// Decodes a transaction gossiped on the transactions topic.
+///
+/// # Errors
+/// [`DecodeError`] for input over [`MAX_TX_BYTES`], malformed or with trailing bytes.
+pub fn decode_gossip_tx(data: &[u8]) -> Result<Transaction, DecodeError> {
+    decode(data, MAX_TX_BYTES)
+}
+
+/// A node's view of its own chain, exchanged on every new connection and polled after.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Status {
+    /// The network's identity: peers with another genesis are disconnected.
+    pub genesis: BlockHash,
+    /// Height of the sender's tip.
+    pub height: u64,
+    /// Hash of the sender's tip.
+    pub tip: BlockHash,
+    /// Cumulative work of the sender's main chain: the number the longest-chain rule compares.
+    pub total_work: u128,
+}
+
+/// A request on the sync protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum SyncRequest {
+    /// Variant 0: here is my status, send me yours.
+    Status(Status),
+    /// Variant 1: send the main-chain blocks after the newest locator hash you have on your
+    /// main chain (genesis if none), at most `max_blocks` of them.
+    GetBlocks {
+        /// Block hashes, newest first, as built by the ledger's `Chain::locator`.
+        locator: Vec<BlockHash>,
+        /// How many blocks the requester wants at most.
+        max_blocks: u32,
+    },
+}
+
+/// A response on the sync protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum SyncResponse {
+    /// Variant 0: the answer to [`SyncRequest::Status`].
+    Status(Status),
+    /// Variant 1: the answer to [`SyncRequest::GetBlocks`], lowest height first, each the
+    /// parent of the next; empty when the requester is up to date.
+    Blocks(Vec<Block>),
+}
+
+/// Why a sync message was refused before it reached the node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The bytes did not decode.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A locator longer than [`MAX_LOCATOR_LEN`].
+    #[error("locator of {0} hashes is over the cap of {MAX_LOCATOR_LEN}")]
+    LocatorTooLong(usize),
+    /// A `Blocks` answer with more than [`MAX_BLOCKS_PER_RESPONSE`] blocks.
+    #[error("answer of {0} blocks is over the cap of {MAX_BLOCKS_PER_RESPONSE}")]
+    TooManyBlocks(usize),
+}
+
+impl From<WireError> for io::Error {
+    fn from(e: WireError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+}
+
+/// Decodes a sync request and checks its caps.
+///
+/// # Errors
+/// [`WireError`] naming the broken cap or the malformed encoding.
+pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
+    let request: SyncRequest = decode(bytes, MAX_REQUEST_BYTES)?;
+    if let SyncRequest::GetBlocks { locator, .. } = &request {
+        if locator.len() > MAX_LOCATOR_LEN {
+            return Err(WireError::LocatorTooLong(locator.len()));
+        }
+    }
+    Ok(request)
+}
+
+/// Decodes a sync response of at most `max_bytes` and checks its caps.
+///
+/// # Errors
+/// [`WireError`] naming the broken cap or the malformed encoding.
+pub fn decode_response(bytes: &[u8], max_bytes: usize) -> Result<SyncResponse, WireError> {
+    let response: SyncResponse = decode(bytes, max_bytes)?;
+    if let SyncResponse::Blocks(blocks) = &response {
+        if blocks.len() > MAX_BLOCKS_PER_RESPONSE as usize {
+            return Err(WireError::TooManyBlocks(blocks.len()));
+        }
+    }
+    Ok(response)
+}
+
+/// The request-response codec of the sync protocol: one bincode message each way, capped.
+#[derive(Debug, Clone)]
+pub struct SyncCodec {
+    max_response_bytes: usize,
+}
+
+impl SyncCodec {
+    /// A codec for the network `params` (its block cap sets the response cap).
+    pub fn new(params: &NetworkParams) -> Self {
+        Self {
+            max_response_bytes: max_response_bytes(params),
+        }
+    }
+}
+
+/// Reads to the end of the stream, or one byte past `max` so that the decoder refuses it.
+async fn read_capped<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io.take(max as u64 + 1).read_to_end(&mut bytes).await?;
+    Ok(bytes)
+}
+
+impl libp2p::request_response::Codec for SyncCodec {
+    type Protocol = StreamProtocol;
+    type Request = SyncRequest;
+    type Response = SyncResponse;
+
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let bytes = read_capped(io, MAX_REQUEST_BYTES).await?;
+        Ok(decode_request(&bytes)?)
+    }
+
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
+    where
+        T: AsyncRead + Unpin + Send,
+    {
+        let bytes = read_capped(io, self.max_response_bytes).await?;
+        Ok(decode_response(&bytes, self.max_response_bytes)?)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        request: SyncRequest,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode(&request)).await?;
+        io.close().await
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        response: SyncResponse,
+    ) -> io::Result<()>
+    where
+        T: AsyncWrite + Unpin + Send,
+    {
+        io.write_all(&encode(&response)).await?;
+        io.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+    use libp2p::request_response::Codec;
+
+    use super::*;
+
+    fn status() -> Status {
+        Status {
+            genesis: BlockHash([1; 32]),
+            height: 7,
+            tip: BlockHash([2; 32]),
+            total_work: 1 << 90,
+        }
+    }
+
+    fn params() -> NetworkParams {
+        NetworkParams::for_tests("wire", 0)
+    }
+
+    #[test]
+    fn a_request_survives_the_codec_round_trip() {
+        let request = SyncRequest::GetBlocks {
+            locator: vec![BlockHash([3; 32]), BlockHash([4; 32])],
+            max_blocks: 16,
+        };
+        let mut codec = SyncCodec::new(&params());
+        let mut wire = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_request(&SYNC_PROTOCOL, &mut wire, request.clone())).unwrap();
+        let mut reader = futures::io::Cursor::new(wire.into_inner());
+        let back = block_on(codec.read_request(&SYNC_PROTOCOL, &mut reader)).unwrap();
+        assert_eq!(back, request);
+    }
+
+    #[test]
+    fn a_response_with_blocks_survives_the_codec_round_trip() {
+        let response = SyncResponse::Blocks(vec![params().genesis()]);
+        let mut codec = SyncCodec::new(&params());
+        let mut wire = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_response(&SYNC_PROTOCOL, &mut wire, response.clone())).unwrap();
+        let mut reader = futures::io::Cursor::new(wire.into_inner());
+        let back = block_on(codec.read_response(&SYNC_PROTOCOL, &mut reader)).unwrap();
+        assert_eq!(back, response);
+    }
+
+    #[test]
+    fn status_encoding_is_byte_exact() {
+        let bytes = encode(&SyncRequest::Status(status()));
+        // u32 variant, 32-byte genesis, u64 height, 32-byte tip, u128 work: all little endian.
+        assert_eq!(bytes.len(), 4 + 32 + 8 + 32 + 16);
+        assert_eq!(&bytes[..4], &[0, 0, 0, 0]);
+        assert_eq!(&bytes[36..44], &7u64.to_le_bytes());
+        assert_eq!(&bytes[76..], &(1u128 << 90).to_le_bytes());
+    }
+
+    #[test]
+    fn garbage_is_refused_as_malformed() {
+        let garbage = [0xffu8, 0xff, 0xff, 0xff, 1, 2, 3];
+        assert!(matches!(
+            decode_request(&garbage),
+            Err(WireError::Decode(DecodeError::Malformed(_)))
+        ));
+        assert!(matches!(
+            decode_response(&garbage, 1000),
+            Err(WireError::Decode(DecodeError::Malformed(_)))
+        ));
+        assert!(decode_gossip_tx(&garbage).is_err());
+        assert!(decode_gossip_block(&garbage, &params()).is_err());
+        assert!(decode_request(&[]).is_err());
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode(&SyncRequest::Status(status()));
+        bytes.push(0);
+        assert_eq!(
+            decode_request(&bytes),
+            Err(WireError::Decode(DecodeError::TrailingBytes(1)))
+        );
+    }
+
+    #[test]
+    fn an_oversized_request_is_refused_before_decoding() {
+        let bytes = vec![0u8; MAX_REQUEST_BYTES + 1];
+        assert!(matches!(
+            decode_request(&bytes),
+            Err(WireError::Decode(DecodeError::TooLarge { .. }))
+        ));
+    }
+
+    #[test]
+    fn an_oversized_stream_is_cut_at_the_cap_and_refused() {
+        let mut codec = SyncCodec::new(&params());
+        let mut reader = futures::io::Cursor::new(vec![0u8; 10 * MAX_REQUEST_BYTES]);
+        let err = block_on(codec.read_request(&SYNC_PROTOCOL, &mut reader)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(reader.position(), MAX_REQUEST_BYTES as u64 + 1);
+    }
+
+    #[test]
+    fn a_locator_over_the_cap_is_refused() {
+        let request = SyncRequest::GetBlocks {
+            locator: vec![BlockHash::ZERO; MAX_LOCATOR_LEN + 1],
+            max_blocks: 1,
+        };
+        assert_eq!(
+            decode_request(&encode(&request)),
+            Err(WireError::LocatorTooLong(MAX_LOCATOR_LEN + 1))
+        );
+    }
+
+    #[test]
+    fn an_answer_with_too_many_blocks_is_refused() {
+        let genesis = params().genesis();
+        let blocks = vec![genesis; MAX_BLOCKS_PER_RESPONSE as usize + 1];
+        let bytes = encode(&SyncResponse::Blocks(blocks));
+        assert_eq!(
+            decode_response(&bytes, max_response_bytes(&params())),
+            Err(WireError::TooManyBlocks(
+                MAX_BLOCKS_PER_RESPONSE as usize + 1
+            ))
+        );
+    }
+
+    #[test]
+    fn topics_carry_the_genesis_hash_and_differ_between_networks() {
+        let a = NetworkParams::for_tests("a", 1).genesis_hash();
+        let b = NetworkParams::for_tests("b", 1).genesis_hash();
+        assert_eq!(
+            blocks_topic(&a).to_string(),
+            format!("gossipchain/{}/blocks", a.to_hex())
+        );
+        assert_ne!(blocks_topic(&a).hash(), blocks_topic(&b).hash());
+        assert_ne!(blocks_topic(&a).hash(), txs_topic(&a).hash());
+    }
+
+    #[test]
+    fn gossip_cap_is_well_above_the_largest_block() {
+        let p = NetworkParams::devnet();
+        assert!(max_gossip_bytes(&p) > p.max_block_bytes + 32 * 1024);
+        assert!(max_response_bytes(&p) > p.max_block_bytes);
+    }
+}

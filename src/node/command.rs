@@ -1,0 +1,238 @@
+//! Commands to the node and the cloneable handle that sends them.
+//!
+//! Each command carries a oneshot sender for its reply; the node's event loop is the only
+//! receiver, so everything the node owns is touched by one task. The command queue is bounded.
+
+use libp2p::Multiaddr;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::event::{BalanceView, BlockView, Event, MineView, PeerView, StatusView, TxView};
+use crate::ledger::{Address, BlockHash, MempoolError, TxId};
+
+/// Where a command's answer goes.
+pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
+
+/// Which block `block` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockQuery {
+    /// The main-chain block at this height.
+    Height(u64),
+    /// The block with this hash, main chain or side branch.
+    Hash(BlockHash),
+}
+
+/// Why a command failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The node's event loop has ended.
+    #[error("node has stopped")]
+    NodeStopped,
+    /// The mempool refused the transaction.
+    #[error(transparent)]
+    Mempool(#[from] MempoolError),
+    /// No main-chain block at that height.
+    #[error("no block at height {0}")]
+    NoBlockAtHeight(u64),
+    /// No block with that hash.
+    #[error("no block with hash {0}")]
+    UnknownBlock(BlockHash),
+    /// The dial could not start.
+    #[error("cannot dial: {0}")]
+    Dial(String),
+    /// Too many `mine` commands wait already.
+    #[error("too many mine commands are waiting")]
+    MinerBusy,
+}
+
+/// A request to the node's event loop.
+#[derive(Debug)]
+pub enum Command {
+    /// Report network, identity, tip and counts.
+    Status(Reply<StatusView>),
+    /// List connected peers.
+    Peers(Reply<Vec<PeerView>>),
+    /// Sign a transfer from this node's account, add it to the mempool and gossip it.
+    SubmitTransfer {
+        /// Receiver.
+        to: Address,
+        /// Coins.
+        amount: u64,
+        /// Fee.
+        fee: u64,
+        /// The new transaction's id.
+        reply: Reply<TxId>,
+    },
+    /// Mine `count` blocks onto the main chain, answering when done.
+    Mine {
+        /// Blocks wanted.
+        count: u64,
+        /// The last block mined.
+        reply: Reply<MineView>,
+    },
+    /// Turn continuous mining on or off.
+    SetAutomine {
+        /// On or off.
+        on: bool,
+        /// The new setting.
+        reply: Reply<bool>,
+    },
+    /// The last `count` main-chain blocks (all if `None`), lowest first.
+    Chain {
+        /// How many.
+        count: Option<u64>,
+        /// The blocks.
+        reply: Reply<Vec<BlockView>>,
+    },
+    /// One block.
+    Block {
+        /// Which.
+        query: BlockQuery,
+        /// The block.
+        reply: Reply<BlockView>,
+    },
+    /// An account's balance (this node's if `None`).
+    Balance {
+        /// Which account.
+        address: Option<Address>,
+        /// Its balance.
+        reply: Reply<BalanceView>,
+    },
+    /// Pending transactions.
+    Mempool(Reply<Vec<TxView>>),
+    /// Connect to a peer by address.
+    Dial {
+        /// Where.
+        addr: Multiaddr,
+        /// Whether the dial started.
+        reply: Reply<()>,
+    },
+    /// Stop the node.
+    Shutdown(Reply<()>),
+}
+
+/// A cloneable way to talk to a running node.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+}
+
+impl NodeHandle {
+    /// A handle over the node's command queue and event channel.
+    pub(crate) fn new(commands: mpsc::Sender<Command>, events: broadcast::Sender<Event>) -> Self {
+        Self { commands, events }
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| CommandError::NodeStopped)?;
+        answer.await.map_err(|_| CommandError::NodeStopped)?
+    }
+
+    /// See [`Command::Status`].
+    ///
+    /// # Errors
+    /// [`CommandError::NodeStopped`].
+    pub async fn status(&self) -> Result<StatusView, CommandError> {
+        self.ask(Command::Status).await
+    }
+
+    /// See [`Command::Peers`].
+    ///
+    /// # Errors
+    /// [`CommandError::NodeStopped`].
+    pub async fn peers(&self) -> Result<Vec<PeerView>, CommandError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// See [`Command::SubmitTransfer`].
+    ///
+    /// # Errors
+    /// [`CommandError::Mempool`] naming the broken rule.
+    pub async fn submit_transfer(
+        &self,
+        to: Address,
+        amount: u64,
+        fee: u64,
+    ) -> Result<TxId, CommandError> {
+        self.ask(|reply| Command::SubmitTransfer {
+            to,
+            amount,
+            fee,
+            reply,
+        })
+        .await
+    }
+
+    /// See [`Command::Mine`].
+    ///
+    /// # Errors
+    /// [`CommandError::MinerBusy`] or [`CommandError::NodeStopped`].
+    pub async fn mine(&self, count: u64) -> Result<MineView, CommandError> {
+        self.ask(|reply| Command::Mine { count, reply }).await
+    }
+
+    /// See [`Command::SetAutomine`].
+    ///
+    /// # Errors
+    /// [`CommandError::NodeStopped`].
+    pub async fn set_automine(&self, on: bool) -> Result<bool, CommandError> {
+        self.ask(|reply| Command::SetAutomine { on, reply }).await
+    }
+
+    /// See [`Command::Chain`].
+    ///
+    /// # Errors
+    /// [`CommandError::NodeStopped`].
+    pub async fn chain(&self, count: Option<u64>) -> Result<Vec<BlockView>, CommandError> {
+        self.ask(|reply| Command::Chain { count, reply }).await
+    }
+
+    /// See [`Command::Block`].
+    ///
+    /// # Errors
+    /// [`CommandError::NoBlockAtHeight`] or [`CommandError::UnknownBlock`].
+    pub async fn block(&self, query: BlockQuery) -> Result<BlockView, CommandError> {
+        self.ask(|reply| Command::Block { query, reply }).await
+    }
+
+    /// See [`Command::Balance`].
+    ///
+    /// # Errors
+    /// [`CommandError::NodeStopped`].
+    pub async fn balance(&self, address: Option<Address>) -> Result<BalanceView, CommandError> {
+        self.ask(|reply| Command::Balance { address, reply }).await
+    }
+
+    /// See [`Command::Mempool`].
+    ///
+    /// # Errors
+    /// [`CommandError::NodeStopped`].
+    pub async fn mempool(&self) -> Result<Vec<TxView>, CommandError> {
+        self.ask(Command::Mempool).await
+    }
+
+    /// See [`Command::Dial`].
+    ///
+    /// # Errors
+    /// [`CommandError::Dial`] if the dial cannot start.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), CommandError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await
+    }
+
+    /// See [`Command::Shutdown`].
+    ///
+    /// # Errors
+    /// [`CommandError::NodeStopped`] if it had already stopped.
+    pub async fn shutdown(&self) -> Result<(), CommandError> {
+        self.ask(Command::Shutdown).await
+    }
+}

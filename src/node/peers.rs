@@ -1,0 +1,485 @@
+//! The peer book: who we know, how to reach them, when to re-dial them, and how well they behave.
+//!
+//! Rules it keeps: a learned peer is re-dialed with exponential backoff (capped at
+//! [`MAX_BACKOFF`]) after its last connection closes; a peer's misbehaviour adds to its score and
+//! at [`BAN_SCORE`] it is banned for [`BAN_DURATION`]; the book holds at most [`MAX_KNOWN_PEERS`]
+//! peers and [`MAX_ADDRS_PER_PEER`] addresses each.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::ledger::BlockHash;
+
+/// First re-dial delay after a connection closes or a dial fails.
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Longest re-dial delay: a peer that comes back is reconnected within this.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// Score at which a peer is banned.
+pub const BAN_SCORE: u32 = 100;
+
+/// How long a ban lasts.
+pub const BAN_DURATION: Duration = Duration::from_secs(600);
+
+/// Most peers the book remembers.
+pub const MAX_KNOWN_PEERS: usize = 512;
+
+/// Most dialable addresses kept per peer.
+pub const MAX_ADDRS_PER_PEER: usize = 8;
+
+/// A connection with no answered ping for this long is dead. Ping's own failure report comes
+/// much later: its first failure is silent, and the retry waits for a stream upgrade timeout.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(8);
+
+/// Something a peer did wrong, with the score it costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offence {
+    /// Sent bytes that do not decode (gossip or sync).
+    Garbage,
+    /// Sent a block that breaks a consensus rule.
+    InvalidBlock,
+    /// Sent a transaction that no state could make valid (bad signature, zero amount).
+    InvalidTransaction,
+    /// Answered a sync request with blocks that do not follow our locator or each other.
+    BadResponse,
+    /// Did not answer a sync request in time, or the stream failed.
+    Unresponsive,
+    /// Claimed more work than it could show.
+    FalseStatus,
+}
+
+impl Offence {
+    /// Score added for this offence: invalid blocks ban at once, the rest add up.
+    pub fn score(self) -> u32 {
+        match self {
+            Offence::InvalidBlock => BAN_SCORE,
+            Offence::Garbage | Offence::BadResponse | Offence::InvalidTransaction => 50,
+            Offence::Unresponsive | Offence::FalseStatus => 20,
+        }
+    }
+}
+
+/// What the book knows of one peer.
+#[derive(Debug, Clone)]
+pub struct PeerEntry {
+    /// Addresses we can dial it at (learned by mDNS, `--peer`, `dial` or a successful dial).
+    pub dial_addrs: Vec<Multiaddr>,
+    /// Open connections and their remote addresses.
+    pub connections: HashMap<ConnectionId, Multiaddr>,
+    /// Height of its tip, from its status or its gossip.
+    pub height: Option<u64>,
+    /// Its tip hash, from its status.
+    pub tip: Option<BlockHash>,
+    /// True once its status showed our genesis.
+    pub handshaken: bool,
+    score: u32,
+    banned_until: Option<Instant>,
+    next_dial: Option<Instant>,
+    backoff: Duration,
+}
+
+impl PeerEntry {
+    fn new() -> Self {
+        Self {
+            dial_addrs: Vec::new(),
+            connections: HashMap::new(),
+            height: None,
+            tip: None,
+            handshaken: false,
+            score: 0,
+            banned_until: None,
+            next_dial: None,
+            backoff: INITIAL_BACKOFF,
+        }
+    }
+
+    /// True while at least one connection is open.
+    pub fn is_connected(&self) -> bool {
+        !self.connections.is_empty()
+    }
+}
+
+/// An address given without a peer id (`--peer /ip4/../tcp/..`): dialed until someone answers.
+#[derive(Debug, Clone)]
+struct Bootstrap {
+    addr: Multiaddr,
+    peer: Option<PeerId>,
+    next_dial: Instant,
+    backoff: Duration,
+}
+
+/// A dial the book wants made now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dial {
+    /// Dial a known peer at its addresses.
+    Peer(PeerId, Vec<Multiaddr>),
+    /// Dial an address whose peer is not known yet; report the connection id back.
+    Address(usize, Multiaddr),
+}
+
+/// All peers the node knows, connected or not.
+#[derive(Debug, Default)]
+pub struct PeerBook {
+    peers: HashMap<PeerId, PeerEntry>,
+    bootstrap: Vec<Bootstrap>,
+    pending_bootstrap: HashMap<ConnectionId, usize>,
+    last_pong: HashMap<ConnectionId, Instant>,
+}
+
+/// Splits a trailing `/p2p/<peer id>` off an address.
+pub fn split_peer_id(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut addr = addr.clone();
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(peer)) => {
+            addr.pop();
+            (addr, Some(peer))
+        }
+        _ => (addr, None),
+    }
+}
+
+impl PeerBook {
+    /// An empty book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The entry of a peer, if known.
+    pub fn get(&self, peer: &PeerId) -> Option<&PeerEntry> {
+        self.peers.get(peer)
+    }
+
+    /// Peers with an open connection.
+    pub fn connected(&self) -> impl Iterator<Item = (&PeerId, &PeerEntry)> {
+        self.peers.iter().filter(|(_, e)| e.is_connected())
+    }
+
+    /// Number of peers with an open connection.
+    pub fn connected_count(&self) -> usize {
+        self.connected().count()
+    }
+
+    fn entry(&mut self, peer: PeerId) -> Option<&mut PeerEntry> {
+        if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_KNOWN_PEERS {
+            let idle = self
+                .peers
+                .iter()
+                .find(|(_, e)| !e.is_connected() && e.banned_until.is_none())
+                .map(|(p, _)| *p)?;
+            self.peers.remove(&idle);
+        }
+        Some(self.peers.entry(peer).or_insert_with(PeerEntry::new))
+    }
+
+    /// Learns a dialable address of a peer. Returns true if the peer should be dialed now:
+    /// not connected, not banned, and not already waiting for a re-dial.
+    pub fn learn(&mut self, peer: PeerId, addr: Multiaddr, now: Instant) -> bool {
+        let Some(entry) = self.entry(peer) else {
+            return false;
+        };
+        if !entry.dial_addrs.contains(&addr) && entry.dial_addrs.len() < MAX_ADDRS_PER_PEER {
+            entry.dial_addrs.push(addr);
+        }
+        let banned = entry.banned_until.is_some_and(|t| t > now);
+        let due = entry.next_dial.is_none_or(|t| t <= now);
+        if entry.is_connected() || banned || !due {
+            return false;
+        }
+        entry.next_dial = Some(now + entry.backoff);
+        true
+    }
+
+    /// Adds an address to dial until a peer answers there. Returns its index for
+    /// [`PeerBook::bootstrap_dialing`].
+    pub fn add_bootstrap(&mut self, addr: Multiaddr, now: Instant) -> usize {
+        if let Some(i) = self.bootstrap.iter().position(|b| b.addr == addr) {
+            return i;
+        }
+        self.bootstrap.push(Bootstrap {
+            addr,
+            peer: None,
+            next_dial: now,
+            backoff: INITIAL_BACKOFF,
+        });
+        self.bootstrap.len() - 1
+    }
+
+    /// Records that the dial of bootstrap address `index` runs as `connection`.
+    pub fn bootstrap_dialing(&mut self, index: usize, connection: ConnectionId, now: Instant) {
+        if let Some(b) = self.bootstrap.get_mut(index) {
+            b.next_dial = now + b.backoff;
+            b.backoff = (b.backoff * 2).min(MAX_BACKOFF);
+            self.pending_bootstrap.insert(connection, index);
+        }
+    }
+
+    /// A dial failed; the bootstrap entry (if it was one) waits for its next turn.
+    pub fn dial_failed(&mut self, connection: ConnectionId) {
+        self.pending_bootstrap.remove(&connection);
+    }
+
+    /// Records a new connection. `dialed` is the address we dialed, if we dialed. Returns true
+    /// if this is the peer's first open connection.
+    pub fn connected_to(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        remote: Multiaddr,
+        dialed: bool,
+        now: Instant,
+    ) -> bool {
+        self.last_pong.insert(connection, now);
+        let bootstrap = self.pending_bootstrap.remove(&connection);
+        if let Some(b) = bootstrap.and_then(|i| self.bootstrap.get_mut(i)) {
+            b.peer = Some(peer);
+        }
+        let Some(entry) = self.entry(peer) else {
+            return false;
+        };
+        if dialed
+            && !entry.dial_addrs.contains(&remote)
+            && entry.dial_addrs.len() < MAX_ADDRS_PER_PEER
+        {
+            entry.dial_addrs.push(remote.clone());
+        }
+        let first = !entry.is_connected();
+        entry.connections.insert(connection, remote);
+        entry.backoff = INITIAL_BACKOFF;
+        entry.next_dial = None;
+        first
+    }
+
+    /// Records a closed connection. Returns true if it was the peer's last; a re-dial is then
+    /// scheduled after the initial backoff.
+    pub fn disconnected(&mut self, peer: &PeerId, connection: ConnectionId, now: Instant) -> bool {
+        self.last_pong.remove(&connection);
+        let Some(entry) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        if entry.connections.remove(&connection).is_none() || entry.is_connected() {
+            return false;
+        }
+        entry.handshaken = false;
+        entry.next_dial = Some(now + INITIAL_BACKOFF);
+        true
+    }
+
+    /// The dials due now: known peers that are disconnected, not banned and past their backoff,
+    /// and bootstrap addresses nobody answered yet. Each due dial pushes its next turn back.
+    pub fn due_dials(&mut self, now: Instant) -> Vec<Dial> {
+        let mut dials = Vec::new();
+        for (peer, entry) in &mut self.peers {
+            let banned = entry.banned_until.is_some_and(|t| t > now);
+            let due = entry.next_dial.is_some_and(|t| t <= now);
+            if entry.is_connected() || banned || !due || entry.dial_addrs.is_empty() {
+                continue;
+            }
+            entry.next_dial = Some(now + entry.backoff);
+            entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
+            dials.push(Dial::Peer(*peer, entry.dial_addrs.clone()));
+        }
+        let pending: HashSet<usize> = self.pending_bootstrap.values().copied().collect();
+        for (i, b) in self.bootstrap.iter().enumerate() {
+            if b.peer.is_none() && b.next_dial <= now && !pending.contains(&i) {
+                dials.push(Dial::Address(i, b.addr.clone()));
+            }
+        }
+        dials
+    }
+
+    /// A ping on `connection` was answered.
+    pub fn pong(&mut self, connection: ConnectionId, now: Instant) {
+        if let Some(last) = self.last_pong.get_mut(&connection) {
+            *last = now;
+        }
+    }
+
+    /// Connections silent for [`SILENCE_LIMIT`]: the caller closes them.
+    pub fn silent_connections(&self, now: Instant) -> Vec<ConnectionId> {
+        self.last_pong
+            .iter()
+            .filter(|(_, last)| now.saturating_duration_since(**last) >= SILENCE_LIMIT)
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    /// Notes a peer's tip from its status.
+    pub fn set_status(&mut self, peer: &PeerId, height: u64, tip: BlockHash) {
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.height = Some(height);
+            entry.tip = Some(tip);
+            entry.handshaken = true;
+        }
+    }
+
+    /// Notes that a peer has a block at `height` (it gossiped it).
+    pub fn saw_height(&mut self, peer: &PeerId, height: u64) {
+        if let Some(entry) = self.peers.get_mut(peer) {
+            entry.height = Some(entry.height.map_or(height, |h| h.max(height)));
+        }
+    }
+
+    /// Adds an offence to a peer's score. Returns true if the peer is now banned (the caller
+    /// disconnects it).
+    pub fn penalise(&mut self, peer: &PeerId, offence: Offence, now: Instant) -> bool {
+        let Some(entry) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        entry.score = entry.score.saturating_add(offence.score());
+        if entry.score >= BAN_SCORE {
+            entry.score = 0;
+            entry.banned_until = Some(now + BAN_DURATION);
+            return true;
+        }
+        false
+    }
+
+    /// Bans a peer outright (another network, or a ban score reached elsewhere).
+    pub fn ban(&mut self, peer: PeerId, now: Instant) {
+        if let Some(entry) = self.entry(peer) {
+            entry.banned_until = Some(now + BAN_DURATION);
+        }
+    }
+
+    /// True while a peer's ban lasts.
+    pub fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|e| e.banned_until)
+            .is_some_and(|t| t > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> Multiaddr {
+        format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
+    }
+
+    #[test]
+    fn a_discovered_peer_is_dialed_once_until_its_backoff_passes() {
+        let mut book = PeerBook::new();
+        let peer = PeerId::random();
+        let now = Instant::now();
+        assert!(book.learn(peer, addr(1), now));
+        assert!(!book.learn(peer, addr(1), now));
+        assert!(book.due_dials(now).is_empty());
+        assert_eq!(
+            book.due_dials(now + INITIAL_BACKOFF),
+            vec![Dial::Peer(peer, vec![addr(1)])]
+        );
+    }
+
+    #[test]
+    fn a_lost_peer_is_redialed_with_growing_backoff_and_reset_on_connect() {
+        let mut book = PeerBook::new();
+        let peer = PeerId::random();
+        let conn = ConnectionId::new_unchecked(1);
+        let now = Instant::now();
+        book.learn(peer, addr(1), now);
+        assert!(book.connected_to(peer, conn, addr(1), true, now));
+        assert!(book.due_dials(now + MAX_BACKOFF * 10).is_empty());
+        assert!(book.disconnected(&peer, conn, now));
+        let mut t = now + INITIAL_BACKOFF;
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            assert_eq!(book.due_dials(t).len(), 1);
+            let next = (1..=20)
+                .map(|s| t + Duration::from_secs(s))
+                .find(|&u| !book.due_dials_peek(u).is_empty())
+                .unwrap();
+            gaps.push((next - t).as_secs());
+            t = next;
+        }
+        assert_eq!(gaps, vec![1, 2, 4, 8, 8, 8]);
+        book.connected_to(peer, conn, addr(1), true, now);
+        book.disconnected(&peer, conn, t);
+        assert_eq!(book.due_dials(t + INITIAL_BACKOFF).len(), 1);
+    }
+
+    #[test]
+    fn a_connection_without_pongs_is_reported_silent_and_a_pong_revives_it() {
+        let mut book = PeerBook::new();
+        let peer = PeerId::random();
+        let (c1, c2) = (
+            ConnectionId::new_unchecked(1),
+            ConnectionId::new_unchecked(2),
+        );
+        let now = Instant::now();
+        book.connected_to(peer, c1, addr(1), true, now);
+        book.connected_to(peer, c2, addr(1), false, now);
+        let later = now + SILENCE_LIMIT;
+        book.pong(c2, later - Duration::from_secs(1));
+        assert_eq!(book.silent_connections(later), vec![c1]);
+        book.disconnected(&peer, c1, later);
+        assert!(book.silent_connections(later).is_empty());
+    }
+
+    #[test]
+    fn an_invalid_block_bans_at_once_and_garbage_after_two() {
+        let mut book = PeerBook::new();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        book.learn(a, addr(1), now);
+        book.learn(b, addr(2), now);
+        assert!(book.penalise(&a, Offence::InvalidBlock, now));
+        assert!(book.is_banned(&a, now));
+        assert!(!book.penalise(&b, Offence::Garbage, now));
+        assert!(book.penalise(&b, Offence::Garbage, now));
+        assert!(!book.is_banned(&a, now + BAN_DURATION));
+    }
+
+    #[test]
+    fn a_banned_peer_is_not_dialed() {
+        let mut book = PeerBook::new();
+        let peer = PeerId::random();
+        let now = Instant::now();
+        book.ban(peer, now);
+        assert!(!book.learn(peer, addr(1), now));
+        assert!(book.due_dials(now + MAX_BACKOFF).is_empty());
+    }
+
+    #[test]
+    fn a_bootstrap_address_is_dialed_until_a_peer_answers_there() {
+        let mut book = PeerBook::new();
+        let now = Instant::now();
+        let i = book.add_bootstrap(addr(9), now);
+        assert_eq!(book.due_dials(now), vec![Dial::Address(i, addr(9))]);
+        let conn = ConnectionId::new_unchecked(7);
+        book.bootstrap_dialing(i, conn, now);
+        assert!(book.due_dials(now + MAX_BACKOFF).is_empty(), "dial pending");
+        book.dial_failed(conn);
+        assert_eq!(book.due_dials(now + INITIAL_BACKOFF).len(), 1);
+        let conn = ConnectionId::new_unchecked(8);
+        book.bootstrap_dialing(i, conn, now);
+        let peer = PeerId::random();
+        book.connected_to(peer, conn, addr(9), true, now);
+        assert!(book.due_dials(now + MAX_BACKOFF).is_empty());
+        assert_eq!(book.get(&peer).unwrap().dial_addrs, vec![addr(9)]);
+    }
+
+    #[test]
+    fn a_p2p_suffix_is_split_off() {
+        let peer = PeerId::random();
+        let full: Multiaddr = format!("/ip4/127.0.0.1/tcp/5/p2p/{peer}").parse().unwrap();
+        assert_eq!(split_peer_id(&full), (addr(5), Some(peer)));
+        assert_eq!(split_peer_id(&addr(5)), (addr(5), None));
+    }
+
+    impl PeerBook {
+        /// `due_dials` without side effects, for measuring backoff gaps.
+        fn due_dials_peek(&self, now: Instant) -> Vec<PeerId> {
+            self.peers
+                .iter()
+                .filter(|(_, e)| !e.is_connected() && e.next_dial.is_some_and(|t| t <= now))
+                .map(|(p, _)| *p)
+                .collect()
+        }
+    }
+}

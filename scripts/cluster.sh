@@ -61,9 +61,7 @@ cmd_start() {
         gc_info "node $i up (pid $(gc_node_pid "$i"))"
     done
     trap - INT TERM
-    if [[ $GC_MDNS == 1 ]]; then
-        sleep 1 # give mDNS a moment before the first table
-    fi
+    gc_wait_connected 15 || gc_info "not every node sees all $((GC_N - 1)) others yet"
     gc_status_table
 }
 

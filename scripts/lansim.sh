@@ -182,7 +182,7 @@ main() {
     case $cmd in
         start)
             sim_start "$@"
-            sleep 1
+            gc_wait_connected 15 || gc_info "not every node sees all $((GC_N - 1)) others yet"
             gc_status_table
             ;;
         stop) sim_stop ;;

@@ -401,6 +401,23 @@ gc_converge() {
     done
 }
 
+# Wait until every node has a peer count of N-1 (at most SECONDS); 1 if that did not happen.
+gc_wait_connected() {
+    local timeout=$1 deadline i reply peers ok
+    deadline=$((SECONDS + timeout))
+    while :; do
+        ok=1
+        for ((i = 1; i <= GC_N; i++)); do
+            reply=$(gc_node_cmd "$i" 5 status) || { ok=0; break; }
+            peers=$(gc_field peers <<<"$reply")
+            gc_is_uint "$peers" && ((peers >= GC_N - 1)) || { ok=0; break; }
+        done
+        ((ok)) && return 0
+        ((SECONDS >= deadline)) && return 1
+        sleep 0.3
+    done
+}
+
 gc_tmux_session() {
     printf 'gossipchain-%s' "$(printf '%s' "$GC_DIR" | cksum | cut -d' ' -f1)"
 }

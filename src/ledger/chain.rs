@@ -349,7 +349,7 @@ impl Chain {
         self.median_time_past_at(&self.tip())
     }
 
-    /// The hashes of the main chain's tip's ancestry that a child's median rule looks at.
+    /// The median timestamp of up to 11 blocks ending at `hash` (fewer near genesis).
     fn median_time_past_at(&self, hash: &BlockHash) -> u64 {
         let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
         let mut cursor = self.tree.get(hash);
@@ -1616,9 +1616,17 @@ mod tests {
         }
     }
 
-    /// The single-field mutations of a valid block, each breaking one rule.
-    #[derive(Debug, Clone, Copy)]
-    enum Mutation {
+    /// Declares the mutation enum and the list of all its variants from one list of names.
+    macro_rules! mutations {
+        ($($name:ident),* $(,)?) => {
+            /// The single-field mutations of a valid block, each breaking one rule.
+            #[derive(Debug, Clone, Copy)]
+            enum Mutation { $($name),* }
+            const ALL_MUTATIONS: &[Mutation] = &[$(Mutation::$name),*];
+        };
+    }
+
+    mutations!(
         HeaderHeightOnly,
         Height,
         PrevHashUnknown,
@@ -1641,34 +1649,10 @@ mod tests {
         TransferFeeResigned,
         TransferZeroResigned,
         DuplicatedTransaction,
-    }
+    );
 
     fn mutation() -> impl Strategy<Value = Mutation> {
-        use Mutation::*;
-        prop::sample::select(vec![
-            HeaderHeightOnly,
-            Height,
-            PrevHashUnknown,
-            PrevHashGrandparent,
-            TxRoot,
-            TimestampOld,
-            TimestampAhead,
-            Difficulty,
-            NonceBreaksPow,
-            CoinbaseAmount,
-            MissingCoinbase,
-            ExtraCoinbase,
-            TransferAmountUnsigned,
-            TransferFeeUnsigned,
-            TransferNonceUnsigned,
-            TransferToUnsigned,
-            TransferSignature,
-            TransferNonceResigned,
-            TransferAmountResigned,
-            TransferFeeResigned,
-            TransferZeroResigned,
-            DuplicatedTransaction,
-        ])
+        prop::sample::select(ALL_MUTATIONS)
     }
 
     /// Replaces transfer `i` of `block` by one built from its (edited) body, re-signed by

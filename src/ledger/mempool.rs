@@ -888,6 +888,54 @@ mod tests {
         assert_eq!(ids(&pool.transactions()), ids(&mined[..2]));
     }
 
+    #[test]
+    fn a_reorg_of_a_real_chain_returns_abandoned_transfers_and_the_template_mines() {
+        use crate::ledger::chain::{Chain, Placement};
+        use crate::ledger::params::{NetworkParams, GENESIS_TIMESTAMP_MS};
+        let params = NetworkParams::for_tests("mempool-test", 0);
+        let now = GENESIS_TIMESTAMP_MS + 1_000_000;
+        let (alice, bob) = (key(1), key(2));
+        let mut ours = Chain::new(params.clone());
+        let mut theirs = Chain::new(params);
+        let funding = ours.block_template(addr(&alice), vec![], now);
+        ours.accept_block(funding.clone(), now).unwrap();
+        theirs.accept_block(funding, now).unwrap();
+
+        let mut pool = Mempool::new(100);
+        let sent = vec![pay(&alice, 2, 10, 2, 0), pay(&alice, 2, 10, 1, 1)];
+        for tx in &sent {
+            pool.add(tx.clone(), ours.state()).unwrap();
+        }
+        let block = ours.block_template(addr(&bob), pool.template(10, 100_000), now + 1);
+        let change = ours
+            .accept_block(block, now + 1)
+            .unwrap()
+            .tip_change
+            .unwrap();
+        pool.on_tip_change(&change, ours.state());
+        assert!(pool.is_empty());
+
+        // A longer branch without those transfers wins: they come back.
+        let mut change = None;
+        for i in 0..2 {
+            let block = theirs.block_template(addr(&bob), vec![], now + 10 + i);
+            theirs.accept_block(block.clone(), now + 10 + i).unwrap();
+            let accepted = ours.accept_block(block, now + 10 + i).unwrap();
+            change = change.or(accepted.tip_change);
+        }
+        let change = change.unwrap();
+        assert_eq!(change.depth(), 1);
+        pool.on_tip_change(&change, ours.state());
+        assert_eq!(ids(&pool.transactions()), ids(&sent));
+
+        let block = ours.block_template(addr(&bob), pool.template(10, 100_000), now + 20);
+        let accepted = ours.accept_block(block, now + 20).unwrap();
+        assert_eq!(accepted.placement, Placement::MainChain);
+        pool.on_tip_change(&accepted.tip_change.unwrap(), ours.state());
+        assert!(pool.is_empty());
+        assert_eq!(ours.state().next_nonce(&addr(&alice)), 2);
+    }
+
     // ---- property tests ----
 
     const SENDERS: usize = 4;

@@ -411,7 +411,9 @@ impl Node {
                 error,
             } => {
                 debug!(?peer_id, %error, "dial failed");
-                self.book.dial_failed(connection_id);
+                let myself = matches!(error, libp2p::swarm::DialError::LocalPeerId { .. })
+                    .then_some(self.peer_id);
+                self.book.dial_failed(connection_id, myself);
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event, now),
             _ => {}
@@ -500,7 +502,7 @@ impl Node {
         self.book.bootstrap_dialing(index, connection, now);
         self.swarm.dial(opts).inspect_err(|error| {
             debug!(%error, "dial not started");
-            self.book.dial_failed(connection);
+            self.book.dial_failed(connection, None);
         })
     }
 
@@ -592,9 +594,15 @@ impl Node {
                     return MessageAcceptance::Reject;
                 }
                 match placement {
-                    Placement::MainChain | Placement::SideBranch => {
+                    Placement::MainChain => {
                         self.book.saw_height(&from, height);
                         MessageAcceptance::Accept
+                    }
+                    // A side-branch block has passed only the checks that need no state: it is
+                    // kept, but forwarded only once it is on a main chain and fully validated.
+                    Placement::SideBranch => {
+                        self.book.saw_height(&from, height);
+                        MessageAcceptance::Ignore
                     }
                     Placement::AlreadyKnown => MessageAcceptance::Ignore,
                     Placement::Orphan { .. } => {

@@ -217,9 +217,13 @@ impl PeerBook {
         }
     }
 
-    /// A dial failed; the bootstrap entry (if it was one) waits for its next turn.
-    pub fn dial_failed(&mut self, connection: ConnectionId) {
-        self.pending_bootstrap.remove(&connection);
+    /// A dial failed; the bootstrap entry (if it was one) waits for its next turn, or, if the
+    /// address turned out to be `myself`, is never dialed again.
+    pub fn dial_failed(&mut self, connection: ConnectionId, myself: Option<PeerId>) {
+        let index = self.pending_bootstrap.remove(&connection);
+        if let (Some(b), Some(me)) = (index.and_then(|i| self.bootstrap.get_mut(i)), myself) {
+            b.peer = Some(me);
+        }
     }
 
     /// Records a new connection. `dialed` is the address we dialed, if we dialed. Returns true
@@ -240,11 +244,12 @@ impl PeerBook {
         let Some(entry) = self.entry(peer) else {
             return false;
         };
+        let (plain, _) = split_peer_id(&remote);
         if dialed
-            && !entry.dial_addrs.contains(&remote)
+            && !entry.dial_addrs.contains(&plain)
             && entry.dial_addrs.len() < MAX_ADDRS_PER_PEER
         {
-            entry.dial_addrs.push(remote.clone());
+            entry.dial_addrs.push(plain);
         }
         let first = !entry.is_connected();
         entry.connections.insert(connection, remote);
@@ -454,7 +459,7 @@ mod tests {
         let conn = ConnectionId::new_unchecked(7);
         book.bootstrap_dialing(i, conn, now);
         assert!(book.due_dials(now + MAX_BACKOFF).is_empty(), "dial pending");
-        book.dial_failed(conn);
+        book.dial_failed(conn, None);
         assert_eq!(book.due_dials(now + INITIAL_BACKOFF).len(), 1);
         let conn = ConnectionId::new_unchecked(8);
         book.bootstrap_dialing(i, conn, now);
@@ -462,6 +467,17 @@ mod tests {
         book.connected_to(peer, conn, addr(9), true, now);
         assert!(book.due_dials(now + MAX_BACKOFF).is_empty());
         assert_eq!(book.get(&peer).unwrap().dial_addrs, vec![addr(9)]);
+    }
+
+    #[test]
+    fn a_bootstrap_address_that_is_our_own_is_dropped() {
+        let mut book = PeerBook::new();
+        let now = Instant::now();
+        let i = book.add_bootstrap(addr(9), now);
+        let conn = ConnectionId::new_unchecked(3);
+        book.bootstrap_dialing(i, conn, now);
+        book.dial_failed(conn, Some(PeerId::random()));
+        assert!(book.due_dials(now + MAX_BACKOFF * 4).is_empty());
     }
 
     #[test]

@@ -200,19 +200,26 @@ gc_start_node() {
         fi
     fi
     # The node holds its own FIFO open read-write: its stdin never reaches EOF, and a writer
-    # never blocks opening it. setsid: a Ctrl-C meant for this script does not reach the node.
+    # never blocks opening it. Until the node has opened it, this script holds it open too:
+    # a FIFO drops what was written to it when its last reader and writer close, so without
+    # this a first command written before the node opened its stdin would be lost.
+    # setsid: a Ctrl-C meant for this script does not reach the node.
+    local keep reply
+    exec {keep}<>"$d/stdin"
     setsid "${GC_PREFIX[@]}" "$GC_BIN" --data-dir "$d/data" --json \
         --network "$GC_NETWORK" --difficulty "$GC_DIFFICULTY" "${GC_NET_ARGS[@]}" "${GC_THREADS_FLAG[@]}" "${extra[@]}" \
-        <>"$d/stdin" >>"$d/out.jsonl" 2>>"$d/err.log" &
+        <>"$d/stdin" >>"$d/out.jsonl" 2>>"$d/err.log" {keep}<&- &
     pid=$!
     printf '%s\n' "$pid" >"$d/pid"
-    local reply
     if ! reply=$(gc_node_cmd_pid "$i" "$pid" "$GC_START_TIMEOUT" status); then
-        gc_info "node $i did not answer 'status' within ${GC_START_TIMEOUT}s; last log lines:"
+        exec {keep}<&-
+        gc_info "node $i did not answer 'status' within ${GC_START_TIMEOUT}s; last output and log lines:"
+        tail -n 5 "$d/out.jsonl" >&2
         tail -n 15 "$d/err.log" >&2
         gc_proc_alive "$pid" && kill -KILL "$pid" 2>/dev/null
         return 1
     fi
+    exec {keep}<&-
     gc_field peer_id <<<"$reply" >"$d/peer_id"
     # If a wrapper forked instead of exec'ing, record the node's own PID.
     if ! gc_pid_is_node "$pid" "$i"; then

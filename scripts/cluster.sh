@@ -60,9 +60,9 @@ cmd_start() {
         fi
         gc_info "node $i up (pid $(gc_node_pid "$i"))"
     done
-    trap - INT TERM
     gc_wait_connected 15 || gc_info "not every node sees all $((GC_N - 1)) others yet"
     gc_status_table
+    trap - INT TERM
 }
 
 cmd_stop() {

@@ -145,6 +145,9 @@ sim_start() {
         gc_start_node "$i" || gc_die "node $i failed to start (see $(gc_node_dir "$i")/err.log)"
         gc_info "node $i up on $(gc_node_ip "$i") in $(sim_host_ns "$i") (pid $(gc_node_pid "$i"))"
     done
+    gc_wait_connected 15 || gc_info "not every node sees all $((GC_N - 1)) others yet"
+    gc_status_table
+    # Done: from here on the simulation runs until `stop`.
     SIM_STARTED=1
     trap - EXIT INT TERM
 }
@@ -182,8 +185,6 @@ main() {
     case $cmd in
         start)
             sim_start "$@"
-            gc_wait_connected 15 || gc_info "not every node sees all $((GC_N - 1)) others yet"
-            gc_status_table
             ;;
         stop) sim_stop ;;
         wipe)

@@ -251,9 +251,7 @@ impl Node {
         let mut book = PeerBook::new();
         for addr in &config.peers {
             match split_peer_id(addr) {
-                (addr, Some(peer)) => {
-                    book.learn(peer, addr, now);
-                }
+                (addr, Some(peer)) => book.add_peer(peer, addr, now),
                 (addr, None) => {
                     book.add_bootstrap(addr, now);
                 }

@@ -193,6 +193,14 @@ impl PeerBook {
         true
     }
 
+    /// Adds a peer given by hand (`--peer .../p2p/<id>`): learned, and due for a dial now.
+    pub fn add_peer(&mut self, peer: PeerId, addr: Multiaddr, now: Instant) {
+        self.learn(peer, addr, now);
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            entry.next_dial = Some(now);
+        }
+    }
+
     /// Adds an address to dial until a peer answers there. Returns its index for
     /// [`PeerBook::bootstrap_dialing`].
     pub fn add_bootstrap(&mut self, addr: Multiaddr, now: Instant) -> usize {
@@ -467,6 +475,15 @@ mod tests {
         book.connected_to(peer, conn, addr(9), true, now);
         assert!(book.due_dials(now + MAX_BACKOFF).is_empty());
         assert_eq!(book.get(&peer).unwrap().dial_addrs, vec![addr(9)]);
+    }
+
+    #[test]
+    fn a_peer_given_by_hand_is_due_at_once() {
+        let mut book = PeerBook::new();
+        let peer = PeerId::random();
+        let now = Instant::now();
+        book.add_peer(peer, addr(4), now);
+        assert_eq!(book.due_dials(now), vec![Dial::Peer(peer, vec![addr(4)])]);
     }
 
     #[test]

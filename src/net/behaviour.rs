@@ -25,6 +25,9 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a ping may take before it counts as failed.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often mDNS asks the LAN who is there, so a missed first answer is retried within seconds.
+pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The swarm type the node owns.
 pub type NodeSwarm = libp2p::Swarm<Behaviour>;
 
@@ -143,10 +146,14 @@ pub fn build_swarm(
                     .with_timeout(PING_TIMEOUT),
             );
             let mdns = if mdns {
-                Some(mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
-                    peer_id,
-                )?)
+                // libp2p-mdns stops its quick start-up queries once it finds any peer and
+                // then waits its query interval (5 minutes by default): a pair of nodes whose
+                // first exchange was lost would stay apart that long. Ask every few seconds.
+                let config = mdns::Config {
+                    query_interval: MDNS_QUERY_INTERVAL,
+                    ..mdns::Config::default()
+                };
+                Some(mdns::tokio::Behaviour::new(config, peer_id)?)
             } else {
                 None
             };

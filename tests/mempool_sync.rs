@@ -22,6 +22,10 @@ const STRANGER: &str = "feedfacefeedfacefeedfacefeedfacefeedface";
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Blocks mined before the late node starts: more than one sync batch (256), so that the
+/// transactions spend coins the late node has only once it has caught up completely.
+const CHAIN_LENGTH: u64 = 300;
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -38,11 +42,14 @@ fn tx_accepted_count(node: &TestNode, txid: &str) -> usize {
 fn a_node_that_connects_late_learns_the_pending_transactions_and_mines_them() {
     let network = unique_network("mempool");
     let mut alone = TestNode::start("alone", NodeOptions::loopback(&network));
-    alone.mine(3);
+    alone.mine(CHAIN_LENGTH);
     let alone_id = alone.peer_id();
+    let alone_address = alone.address();
+    let funds = alone.balance_of(&alone_address);
     // Two transfers from one sender, the later nonce paying the higher fee: the answer must
-    // still bring them in an order the receiver's mempool takes.
-    let first = alone.send_tx(STRANGER, 7, 1);
+    // still bring them in an order the receiver's mempool takes. Together they spend all but
+    // one coin, most of it mined after the first sync batch.
+    let first = alone.send_tx(STRANGER, funds - 10, 1);
     let second = alone.send_tx(STRANGER, 5, 3);
     let pending = sorted(vec![first.clone(), second.clone()]);
     assert_eq!(sorted(alone.mempool_txids()), pending);
@@ -65,7 +72,7 @@ fn a_node_that_connects_late_learns_the_pending_transactions_and_mines_them() {
     assert_eq!(accepted["source"], alone_id.as_str(), "{accepted}");
     assert_eq!(
         late.height(),
-        3,
+        CHAIN_LENGTH,
         "it synced the chain the transactions spend from"
     );
 
@@ -79,15 +86,17 @@ fn a_node_that_connects_late_learns_the_pending_transactions_and_mines_them() {
     // It mines them, and the node that had them sees them confirmed.
     let mined = late.mine(1);
     let hash = mined["hash"].as_str().unwrap_or_default().to_string();
-    let block = block_at(&late.chain(), 4);
+    assert_eq!(mined["height"], CHAIN_LENGTH + 1);
+    let block = block_at(&late.chain(), CHAIN_LENGTH + 1);
     let included = sorted(txids_of(&block["transactions"]));
     assert!(
         pending.iter().all(|t| included.contains(t)),
-        "block 4 holds {included:?}, not all of {pending:?}"
+        "the block holds {included:?}, not all of {pending:?}"
     );
     alone.wait_until(|s| s["tip"] == hash.as_str() && s["mempool"] == 0, WAIT);
-    assert_eq!(late.balance_of(STRANGER), 12);
-    assert_eq!(alone.balance_of(STRANGER), 12);
+    assert_eq!(late.balance_of(STRANGER), funds - 5);
+    assert_eq!(alone.balance_of(STRANGER), funds - 5);
+    assert_eq!(alone.balance_of(&alone_address), 1);
 }
 
 /// A status that never tempts the node to sync: genesis only, no work.

@@ -34,6 +34,13 @@ pub const MAX_BLOCKS_PER_RESPONSE: u32 = 256;
 /// Bytes of blocks a node puts in one `Blocks` answer (a single larger block still goes alone).
 pub const RESPONSE_BLOCK_BYTES: usize = 2 * 1024 * 1024;
 
+/// Most transactions one `GetMempool` may ask for and one `Mempool` answer may carry.
+pub const MAX_TXS_PER_RESPONSE: u32 = 1024;
+
+/// Bytes of transactions a node puts in one `Mempool` answer: with the count cap and
+/// [`MAX_TX_BYTES`], an answer always fits the response cap.
+pub const RESPONSE_TX_BYTES: usize = 512 * 1024;
+
 /// Cap on an encoded sync response: the block budget plus one maximal block and framing.
 pub fn max_response_bytes(params: &NetworkParams) -> usize {
     RESPONSE_BLOCK_BYTES + params.max_block_bytes + 1024
@@ -97,6 +104,11 @@ pub enum SyncRequest {
         /// How many blocks the requester wants at most.
         max_blocks: u32,
     },
+    /// Variant 2: send me your pending transactions, at most `max_txs` of them.
+    GetMempool {
+        /// How many transactions the requester wants at most.
+        max_txs: u32,
+    },
 }
 
 /// A response on the sync protocol.
@@ -107,6 +119,9 @@ pub enum SyncResponse {
     /// Variant 1: the answer to [`SyncRequest::GetBlocks`], lowest height first, each the
     /// parent of the next; empty when the requester is up to date.
     Blocks(Vec<Block>),
+    /// Variant 2: the answer to [`SyncRequest::GetMempool`]: pending transactions in the order
+    /// a block template takes them (highest fee first, each sender's nonces in order).
+    Mempool(Vec<Transaction>),
 }
 
 /// Why a sync message was refused before it reached the node.
@@ -121,6 +136,9 @@ pub enum WireError {
     /// A `Blocks` answer with more than [`MAX_BLOCKS_PER_RESPONSE`] blocks.
     #[error("answer of {0} blocks is over the cap of {MAX_BLOCKS_PER_RESPONSE}")]
     TooManyBlocks(usize),
+    /// A `Mempool` answer with more than [`MAX_TXS_PER_RESPONSE`] transactions.
+    #[error("answer of {0} transactions is over the cap of {MAX_TXS_PER_RESPONSE}")]
+    TooManyTxs(usize),
 }
 
 impl From<WireError> for io::Error {
@@ -149,12 +167,15 @@ pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
 /// [`WireError`] naming the broken cap or the malformed encoding.
 pub fn decode_response(bytes: &[u8], max_bytes: usize) -> Result<SyncResponse, WireError> {
     let response: SyncResponse = decode(bytes, max_bytes)?;
-    if let SyncResponse::Blocks(blocks) = &response {
-        if blocks.len() > MAX_BLOCKS_PER_RESPONSE as usize {
-            return Err(WireError::TooManyBlocks(blocks.len()));
+    match &response {
+        SyncResponse::Blocks(blocks) if blocks.len() > MAX_BLOCKS_PER_RESPONSE as usize => {
+            Err(WireError::TooManyBlocks(blocks.len()))
         }
+        SyncResponse::Mempool(txs) if txs.len() > MAX_TXS_PER_RESPONSE as usize => {
+            Err(WireError::TooManyTxs(txs.len()))
+        }
+        _ => Ok(response),
     }
-    Ok(response)
 }
 
 /// The request-response codec of the sync protocol: one bincode message each way, capped.
@@ -233,6 +254,7 @@ mod tests {
     use libp2p::request_response::Codec;
 
     use super::*;
+    use crate::ledger::Address;
 
     fn status() -> Status {
         Status {
@@ -348,6 +370,97 @@ mod tests {
             Err(WireError::TooManyBlocks(
                 MAX_BLOCKS_PER_RESPONSE as usize + 1
             ))
+        );
+    }
+
+    fn transfers(count: usize) -> Vec<Transaction> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        (0..count as u64)
+            .map(|nonce| Transaction::sign_transfer(&key, Address([5; 20]), 10, nonce % 7, nonce))
+            .collect()
+    }
+
+    #[test]
+    fn a_mempool_request_and_its_answer_survive_the_codec_round_trip() {
+        let mut codec = SyncCodec::new(&params());
+        let request = SyncRequest::GetMempool { max_txs: 99 };
+        let mut wire = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_request(&SYNC_PROTOCOL, &mut wire, request.clone())).unwrap();
+        let mut reader = futures::io::Cursor::new(wire.into_inner());
+        let back = block_on(codec.read_request(&SYNC_PROTOCOL, &mut reader)).unwrap();
+        assert_eq!(back, request);
+
+        let response = SyncResponse::Mempool(transfers(3));
+        let mut wire = futures::io::Cursor::new(Vec::new());
+        block_on(codec.write_response(&SYNC_PROTOCOL, &mut wire, response.clone())).unwrap();
+        let mut reader = futures::io::Cursor::new(wire.into_inner());
+        let back = block_on(codec.read_response(&SYNC_PROTOCOL, &mut reader)).unwrap();
+        assert_eq!(back, response);
+    }
+
+    #[test]
+    fn mempool_messages_are_appended_and_byte_exact() {
+        let request = encode(&SyncRequest::GetMempool { max_txs: 0x0102 });
+        assert_eq!(request, vec![2, 0, 0, 0, 2, 1, 0, 0]);
+        let txs = transfers(2);
+        let response = encode(&SyncResponse::Mempool(txs.clone()));
+        assert_eq!(&response[..4], &[2, 0, 0, 0]);
+        assert_eq!(&response[4..12], &2u64.to_le_bytes());
+        assert_eq!(response[12..].len(), 2 * 144);
+        assert_eq!(&response[12..12 + 144], &encode(&txs[0])[..]);
+        // The older variants keep their tags.
+        let get_blocks = SyncRequest::GetBlocks {
+            locator: Vec::new(),
+            max_blocks: 1,
+        };
+        assert_eq!(&encode(&get_blocks)[..4], &[1, 0, 0, 0]);
+        assert_eq!(
+            &encode(&SyncResponse::Blocks(Vec::new()))[..4],
+            &[1, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn a_mempool_answer_with_trailing_bytes_is_refused() {
+        let mut bytes = encode(&SyncResponse::Mempool(transfers(1)));
+        bytes.extend([0, 0]);
+        assert_eq!(
+            decode_response(&bytes, max_response_bytes(&params())),
+            Err(WireError::Decode(DecodeError::TrailingBytes(2)))
+        );
+        let mut request = encode(&SyncRequest::GetMempool { max_txs: 1 });
+        request.push(0);
+        assert_eq!(
+            decode_request(&request),
+            Err(WireError::Decode(DecodeError::TrailingBytes(1)))
+        );
+    }
+
+    #[test]
+    fn an_answer_with_too_many_transactions_is_refused() {
+        let txs = transfers(MAX_TXS_PER_RESPONSE as usize + 1);
+        let bytes = encode(&SyncResponse::Mempool(txs));
+        assert_eq!(
+            decode_response(&bytes, max_response_bytes(&params())),
+            Err(WireError::TooManyTxs(MAX_TXS_PER_RESPONSE as usize + 1))
+        );
+    }
+
+    #[test]
+    fn the_largest_mempool_answer_fits_the_response_cap() {
+        // A responder puts at most the byte budget in an answer; with its framing that stays
+        // under the block budget, which every network's response cap exceeds.
+        let framing = 4 + 8;
+        assert!(framing + RESPONSE_TX_BYTES <= RESPONSE_BLOCK_BYTES);
+        assert!(framing + RESPONSE_TX_BYTES < max_response_bytes(&params()));
+        // A full count of transfers is well inside the budget.
+        let full = encode(&SyncResponse::Mempool(transfers(
+            MAX_TXS_PER_RESPONSE as usize,
+        )));
+        assert!(full.len() <= framing + RESPONSE_TX_BYTES);
+        let decoded = decode_response(&full, max_response_bytes(&params())).unwrap();
+        assert!(
+            matches!(decoded, SyncResponse::Mempool(t) if t.len() == MAX_TXS_PER_RESPONSE as usize)
         );
     }
 

@@ -11,9 +11,11 @@
 //! - [`event`]: events and the views commands answer with
 //! - [`peers`]: the peer book (addresses, re-dials, scores, bans)
 //! - [`sync`]: the sync state machine
+//! - [`mempool_fetch`]: when to ask a new peer for its pending transactions
 
 pub mod command;
 pub mod event;
+pub mod mempool_fetch;
 pub mod peers;
 pub mod sync;
 
@@ -43,11 +45,12 @@ use crate::net::behaviour::{build_swarm, BehaviourEvent, NetError, NodeSwarm};
 use crate::net::protocol::{
     blocks_topic, decode_gossip_block, decode_gossip_tx, txs_topic, Status, SyncRequest,
     SyncResponse, IDENTIFY_PROTOCOL, MAX_BLOCKS_PER_RESPONSE, MAX_LOCATOR_LEN,
-    RESPONSE_BLOCK_BYTES,
+    MAX_TXS_PER_RESPONSE, RESPONSE_BLOCK_BYTES, RESPONSE_TX_BYTES,
 };
 pub use command::{BlockQuery, Command, CommandError, NodeHandle};
 pub use event::Event;
 use event::{BalanceView, BlockView, MineView, PeerView, StatusView, TxView};
+use mempool_fetch::MempoolFetches;
 use peers::{split_peer_id, Dial, Offence, PeerBook};
 use sync::{Batch, Local, PeerTip, SyncAction, SyncManager};
 
@@ -144,6 +147,7 @@ impl Source {
 enum Pending {
     Status,
     Blocks,
+    Mempool,
 }
 
 struct MineRequest {
@@ -190,6 +194,7 @@ pub struct Node {
     events: broadcast::Sender<Event>,
     book: PeerBook,
     sync: SyncManager,
+    mempool_fetches: MempoolFetches,
     requests: HashMap<OutboundRequestId, Pending>,
     miner: Miner,
     mined: mpsc::Receiver<(u64, MiningOutcome)>,
@@ -278,6 +283,7 @@ impl Node {
             events,
             book,
             sync: SyncManager::new(),
+            mempool_fetches: MempoolFetches::new(),
             requests: HashMap::new(),
             miner: Miner {
                 threads: config.mine_threads.max(1),
@@ -385,6 +391,7 @@ impl Node {
                         peer_id: peer_id.to_string(),
                         address: remote.to_string(),
                     });
+                    self.mempool_fetches.connected(peer_id);
                     self.send_status(peer_id);
                 }
             }
@@ -400,6 +407,7 @@ impl Node {
                 self.emit(Event::PeerDisconnected {
                     peer_id: peer_id.to_string(),
                 });
+                self.mempool_fetches.disconnected(&peer_id);
                 let actions = self.sync.peer_left(&peer_id, self.local(), now);
                 self.apply_sync(actions);
             }
@@ -516,6 +524,7 @@ impl Node {
         self.dial_due(now);
         let actions = self.sync.tick(self.local(), now);
         self.apply_sync(actions);
+        self.fetch_due_mempools();
         if now >= self.next_status_poll {
             self.next_status_poll = now + STATUS_POLL;
             let peers: Vec<PeerId> = self.book.connected().map(|(p, _)| *p).collect();
@@ -628,14 +637,19 @@ impl Node {
     }
 
     fn on_gossip_tx(&mut self, from: PeerId, data: &[u8]) -> MessageAcceptance {
-        let tx = match decode_gossip_tx(data) {
-            Ok(tx) => tx,
+        match decode_gossip_tx(data) {
+            Ok(tx) => self.accept_peer_tx(from, tx),
             Err(error) => {
                 debug!(%from, %error, "undecodable transaction");
                 self.penalise(from, Offence::Garbage);
-                return MessageAcceptance::Reject;
+                MessageAcceptance::Reject
             }
-        };
+        }
+    }
+
+    /// Offers a transaction a peer sent (by gossip or in a mempool answer) to the mempool, and
+    /// penalises the peer if no state could make it valid.
+    fn accept_peer_tx(&mut self, from: PeerId, tx: Transaction) -> MessageAcceptance {
         match self.mempool.add(tx, self.chain.state()) {
             Ok(txid) => {
                 self.emit(Event::TxAccepted {
@@ -754,13 +768,16 @@ impl Node {
                     (Some(Pending::Blocks), SyncResponse::Blocks(blocks)) => {
                         self.on_blocks(peer, blocks);
                     }
-                    (Some(Pending::Blocks), SyncResponse::Status(_)) => {
+                    (Some(Pending::Mempool), SyncResponse::Mempool(txs)) => {
+                        self.on_mempool(peer, txs);
+                    }
+                    (Some(Pending::Blocks), _) => {
                         let actions =
                             self.sync
                                 .request_failed(peer, Offence::BadResponse, self.local(), now);
                         self.apply_sync(actions);
                     }
-                    (Some(Pending::Status), SyncResponse::Blocks(_)) => {
+                    (Some(Pending::Status | Pending::Mempool), _) => {
                         self.penalise(peer, Offence::BadResponse);
                     }
                     (None, _) => {}
@@ -784,7 +801,9 @@ impl Node {
                         let actions = self.sync.request_failed(peer, offence, self.local(), now);
                         self.apply_sync(actions);
                     }
-                    Some(Pending::Status) if garbage => self.penalise(peer, Offence::Garbage),
+                    Some(Pending::Status | Pending::Mempool) if garbage => {
+                        self.penalise(peer, Offence::Garbage);
+                    }
                     _ => {}
                 }
             }
@@ -815,6 +834,10 @@ impl Node {
                     .blocks_after_locator(&locator, max, RESPONSE_BLOCK_BYTES);
                 SyncResponse::Blocks(blocks.iter().map(|b| Block::clone(b)).collect())
             }
+            SyncRequest::GetMempool { max_txs } => {
+                let max = max_txs.min(MAX_TXS_PER_RESPONSE) as usize;
+                SyncResponse::Mempool(self.mempool.template(max, RESPONSE_TX_BYTES))
+            }
         }
     }
 
@@ -833,6 +856,50 @@ impl Node {
         };
         let actions = self.sync.peer_status(peer, tip, self.local(), now);
         self.apply_sync(actions);
+        if self
+            .mempool_fetches
+            .status(peer, status.total_work, self.chain.total_work())
+        {
+            self.send_get_mempool(peer);
+        }
+        // The sync this status started may have finished at once.
+        self.fetch_due_mempools();
+    }
+
+    /// Asks the peers whose claimed work our chain now has for their pending transactions.
+    fn fetch_due_mempools(&mut self) {
+        for peer in self.mempool_fetches.due(self.chain.total_work()) {
+            self.send_get_mempool(peer);
+        }
+    }
+
+    fn send_get_mempool(&mut self, peer: PeerId) {
+        debug!(%peer, "asking for the peer's pending transactions");
+        let request = SyncRequest::GetMempool {
+            max_txs: MAX_TXS_PER_RESPONSE,
+        };
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+        self.requests.insert(id, Pending::Mempool);
+    }
+
+    /// Takes a peer's pending transactions as if each had been gossiped by it. The first one no
+    /// state could make valid ends the answer: the peer is penalised once and the rest dropped.
+    fn on_mempool(&mut self, peer: PeerId, txs: Vec<Transaction>) {
+        let offered = txs.len();
+        let mut learned = 0usize;
+        for tx in txs {
+            match self.accept_peer_tx(peer, tx.clone()) {
+                MessageAcceptance::Accept => {
+                    learned += 1;
+                    // What gossip would have forwarded is passed on, to reach the peers that
+                    // missed it too.
+                    self.publish_tx(&tx);
+                }
+                MessageAcceptance::Ignore => {}
+                MessageAcceptance::Reject => break,
+            }
+        }
+        debug!(%peer, offered, learned, "peer's pending transactions received");
     }
 
     fn on_blocks(&mut self, peer: PeerId, blocks: Vec<Block>) {
@@ -914,6 +981,7 @@ impl Node {
                         from_height,
                         to_height,
                     });
+                    self.fetch_due_mempools();
                 }
                 SyncAction::Failed { peer, offence } => {
                     info!(%peer, ?offence, "sync failed");

@@ -49,7 +49,8 @@ pub enum PeerEvent {
         /// Its payload.
         data: Vec<u8>,
     },
-    /// A sync request arrived; `kind` is `status`, `get_blocks` or `undecodable`.
+    /// A sync request arrived; `kind` is `status`, `get_blocks`, `get_mempool` or
+    /// `undecodable`.
     Request {
         /// Who asked.
         peer: PeerId,
@@ -69,6 +70,24 @@ pub enum BlocksAnswer {
     Bytes(Vec<u8>),
     /// Never answer: the request stays open until the asker gives up.
     Hang,
+}
+
+/// What a raw peer is, beyond its status and its answer to `GetBlocks`.
+#[derive(Debug, Clone)]
+pub struct RawOptions {
+    /// The bytes it answers `GetMempool` with (by default an empty `Mempool` answer).
+    pub mempool: Vec<u8>,
+    /// Its identity (by default a fresh one), so that a test can come back as the same peer.
+    pub keypair: identity::Keypair,
+}
+
+impl Default for RawOptions {
+    fn default() -> Self {
+        Self {
+            mempool: encode(&SyncResponse::Mempool(Vec::new())),
+            keypair: identity::Keypair::generate_ed25519(),
+        }
+    }
 }
 
 enum Command {
@@ -166,7 +185,22 @@ impl RawPeer {
         status: Status,
         blocks: BlocksAnswer,
     ) -> RawPeer {
-        let keypair = identity::Keypair::generate_ed25519();
+        Self::start_with(rt, label, topics, status, blocks, RawOptions::default())
+    }
+
+    /// [`Self::start`] with the mempool answer and identity of `options`.
+    pub fn start_with(
+        rt: &tokio::runtime::Runtime,
+        label: &str,
+        topics: &[IdentTopic],
+        status: Status,
+        blocks: BlocksAnswer,
+        options: RawOptions,
+    ) -> RawPeer {
+        let RawOptions {
+            mempool: mempool_bytes,
+            keypair,
+        } = options;
         let peer_id = keypair.public().to_peer_id();
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Strict)
@@ -303,6 +337,13 @@ impl RawPeer {
                                             BlocksAnswer::Hang => parked.push(channel),
                                         }
                                         "get_blocks"
+                                    }
+                                    Ok(SyncRequest::GetMempool { .. }) => {
+                                        let _ = swarm
+                                            .behaviour_mut()
+                                            .sync
+                                            .send_response(channel, mempool_bytes.clone());
+                                        "get_mempool"
                                     }
                                     Err(_) => "undecodable",
                                 };

@@ -579,64 +579,116 @@ pub async fn execute(handle: &NodeHandle, command: ConsoleCommand) -> Result<Ans
     Ok(answer)
 }
 
-/// Handles one input line. Returns true when the console should stop (after `quit`).
-pub async fn handle_line(handle: &NodeHandle, output: &Output, line: Line) -> bool {
+/// What one input line asks for: nothing (a blank line), or a reply to print.
+#[derive(Debug)]
+pub struct LineOutcome {
+    /// The command word the reply is for.
+    pub word: String,
+    /// The answer or the error.
+    pub result: Result<Answer, String>,
+    /// True after `quit`: the console stops and the node shuts down.
+    pub quit: bool,
+}
+
+/// Runs one input line against the node and returns the reply to print, if any.
+pub async fn evaluate_line(handle: &NodeHandle, line: Line) -> Option<LineOutcome> {
     let text = match line {
         Line::Text(text) => text,
         Line::TooLong(prefix) => {
-            let word = first_word(&prefix);
-            output.reply(
-                &word,
-                Err(format!("line is longer than {MAX_LINE_BYTES} bytes")),
-            );
-            return false;
+            return Some(LineOutcome {
+                word: first_word(&prefix),
+                result: Err(format!("line is longer than {MAX_LINE_BYTES} bytes")),
+                quit: false,
+            });
         }
     };
     let command = match parse(&text) {
         Ok(Some(command)) => command,
-        Ok(None) => return false,
+        Ok(None) => return None,
         Err(e) => {
-            output.reply(&e.word, Err(e.message));
-            return false;
+            return Some(LineOutcome {
+                word: e.word,
+                result: Err(e.message),
+                quit: false,
+            })
         }
     };
-    let word = command.word();
+    let word = command.word().to_string();
     let quit = command == ConsoleCommand::Quit;
-    output.reply(
-        word,
-        execute(handle, command).await.map_err(|e| e.to_string()),
-    );
+    let result = execute(handle, command).await.map_err(|e| e.to_string());
     if quit {
         let _ = handle.shutdown().await;
     }
-    quit
+    Some(LineOutcome { word, result, quit })
 }
 
-/// Reads stdin on its own thread and runs each line against the node until `quit` or the end
-/// of input. The node keeps running after the end of input.
-pub async fn run(handle: NodeHandle, output: Output) {
+/// Prints one event, or returns false once the node has stopped sending them.
+fn print_event(output: &Output, received: Result<Event, broadcast::error::RecvError>) -> bool {
+    match received {
+        Ok(event) => output.event(&event),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            tracing::warn!(missed, "console fell behind and missed events");
+        }
+        Err(broadcast::error::RecvError::Closed) => return false,
+    }
+    true
+}
+
+/// Reads stdin on its own thread and runs each line against the node, printing replies and
+/// the node's events in the order the node produced them (the events a command caused come
+/// before its reply). The end of input closes the console's input only: events are printed
+/// until the node stops, and `quit` stops both.
+/// `events` should be subscribed before the node starts running, so none is missed.
+pub async fn run(handle: NodeHandle, mut events: broadcast::Receiver<Event>, output: Output) {
     let (lines, mut incoming) = mpsc::channel(16);
     std::thread::spawn(move || {
         read_lines(std::io::stdin().lock(), MAX_LINE_BYTES, |line| {
             lines.blocking_send(line).is_ok()
         });
     });
-    while let Some(line) = incoming.recv().await {
-        if handle_line(&handle, &output, line).await {
-            break;
-        }
-    }
-}
-
-/// Prints the node's events until it stops.
-pub async fn print_events(mut events: broadcast::Receiver<Event>, output: Output) {
+    let mut input_open = true;
     loop {
-        match events.recv().await {
-            Ok(event) => output.event(&event),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "console fell behind and missed events");
+        let line = tokio::select! {
+            biased;
+            received = events.recv() => {
+                if !print_event(&output, received) {
+                    return;
+                }
+                continue;
             }
-            Err(broadcast::error::RecvError::Closed) => break,
+            line = incoming.recv(), if input_open => line,
+        };
+        let Some(line) = line else {
+            input_open = false;
+            continue;
+        };
+        let evaluation = evaluate_line(&handle, line);
+        tokio::pin!(evaluation);
+        // Keep printing events while a long command (mine 100) runs.
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                received = events.recv() => {
+                    if !print_event(&output, received) {
+                        break (&mut evaluation).await;
+                    }
+                }
+                outcome = &mut evaluation => break outcome,
+            }
+        };
+        // The node sends a command's events before its reply: print those first.
+        loop {
+            match events.try_recv() {
+                Ok(event) => output.event(&event),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if let Some(outcome) = outcome {
+            output.reply(&outcome.word, outcome.result);
+            if outcome.quit {
+                return;
+            }
         }
     }
 }

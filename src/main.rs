@@ -48,8 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let (node, handle) = Node::start(config)
         .with_context(|| format!("cannot start the node in {}", data_dir.display()))?;
     let output = Output::new(cli.json);
-    tokio::spawn(console::print_events(handle.subscribe(), output));
-    tokio::spawn(console::run(handle.clone(), output));
+    tokio::spawn(console::run(handle.clone(), handle.subscribe(), output));
     node.run(shutdown_signal()).await;
     Ok(())
 }

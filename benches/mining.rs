@@ -3,7 +3,11 @@
 //! Each thread scans its own nonce range of a header at an impossible difficulty, exactly as a
 //! miner thread does between two looks at the cancel flag.
 //!
-//! Figures (AMD EPYC with SHA-NI, 2 cores, no SMT; the machine was shared with other builds the
+//! Figures on a quiet machine (2026-11-21 11:30, load average 0.2, `cargo bench --bench mining`):
+//! sha-ni-interleaved 66.6 M/s on 1 thread, 129.1 M/s on 2 threads (1.94x); sha-ni one lane
+//! 47.1 / 89.7 M/s; portable 22.8 / 44.3 M/s.
+//!
+//! Earlier figures (AMD EPYC with SHA-NI, 2 cores, no SMT; the machine was shared with other builds the
 //! whole time, load average 3 to 11, so wall-clock figures are lower bounds):
 //!
 //! `cargo bench --bench mining` (11:03, load average about 3), median throughput:

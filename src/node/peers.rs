@@ -163,12 +163,14 @@ impl PeerBook {
         self.connected().count()
     }
 
-    fn entry(&mut self, peer: PeerId) -> Option<&mut PeerEntry> {
+    /// The entry of `peer`, made room for if the book is full: a disconnected peer that is
+    /// not banned now (a ban that has run out counts as none) is forgotten.
+    fn entry(&mut self, peer: PeerId, now: Instant) -> Option<&mut PeerEntry> {
         if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_KNOWN_PEERS {
             let idle = self
                 .peers
                 .iter()
-                .find(|(_, e)| !e.is_connected() && e.banned_until.is_none())
+                .find(|(_, e)| !e.is_connected() && e.banned_until.is_none_or(|t| t <= now))
                 .map(|(p, _)| *p)?;
             self.peers.remove(&idle);
         }
@@ -178,7 +180,7 @@ impl PeerBook {
     /// Learns a dialable address of a peer. Returns true if the peer should be dialed now:
     /// not connected, not banned, and not already waiting for a re-dial.
     pub fn learn(&mut self, peer: PeerId, addr: Multiaddr, now: Instant) -> bool {
-        let Some(entry) = self.entry(peer) else {
+        let Some(entry) = self.entry(peer, now) else {
             return false;
         };
         if !entry.dial_addrs.contains(&addr) && entry.dial_addrs.len() < MAX_ADDRS_PER_PEER {
@@ -249,7 +251,7 @@ impl PeerBook {
         if let Some(b) = bootstrap.and_then(|i| self.bootstrap.get_mut(i)) {
             b.peer = Some(peer);
         }
-        let Some(entry) = self.entry(peer) else {
+        let Some(entry) = self.entry(peer, now) else {
             return false;
         };
         let (plain, _) = split_peer_id(&remote);
@@ -353,7 +355,7 @@ impl PeerBook {
 
     /// Bans a peer outright (another network, or a ban score reached elsewhere).
     pub fn ban(&mut self, peer: PeerId, now: Instant) {
-        if let Some(entry) = self.entry(peer) {
+        if let Some(entry) = self.entry(peer, now) {
             entry.banned_until = Some(now + BAN_DURATION);
         }
     }
@@ -446,6 +448,24 @@ mod tests {
         assert!(!book.penalise(&b, Offence::Garbage, now));
         assert!(book.penalise(&b, Offence::Garbage, now));
         assert!(!book.is_banned(&a, now + BAN_DURATION));
+    }
+
+    #[test]
+    fn a_full_book_forgets_a_peer_whose_ban_has_run_out_to_take_a_new_one() {
+        let mut book = PeerBook::new();
+        let now = Instant::now();
+        for _ in 0..MAX_KNOWN_PEERS {
+            book.ban(PeerId::random(), now);
+        }
+        let newcomer = PeerId::random();
+        let conn = ConnectionId::new_unchecked(1);
+        assert!(
+            !book.connected_to(newcomer, conn, addr(1), false, now),
+            "while the bans last they are kept"
+        );
+        let later = now + BAN_DURATION;
+        assert!(book.connected_to(newcomer, conn, addr(1), false, later));
+        assert!(book.get(&newcomer).is_some_and(PeerEntry::is_connected));
     }
 
     #[test]

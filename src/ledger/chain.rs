@@ -104,6 +104,13 @@ pub struct Accepted {
 }
 
 impl Accepted {
+    /// True if the offered block was found invalid (itself or through an invalid ancestor):
+    /// its sender is at fault. Adopted orphans found invalid came from whoever sent them, so
+    /// they are in [`Accepted::invalid`] without making this true.
+    pub fn offered_block_invalid(&self) -> bool {
+        self.invalid.iter().any(|(h, _)| *h == self.hash)
+    }
+
     fn nothing(hash: BlockHash, placement: Placement) -> Self {
         Self {
             hash,
@@ -1239,6 +1246,23 @@ mod tests {
         assert_eq!(hashes(&change.connected), hashes_of(&b));
         assert_eq!(chain.tip(), b[2].block_hash());
         assert_eq!(chain.orphan_count(), 0);
+    }
+
+    #[test]
+    fn a_valid_parent_that_brings_an_invalid_orphan_is_not_itself_reported_invalid() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let b1 = child(&p, &p.genesis(), miner(1), vec![]);
+        let mut b2 = child(&p, &b1, miner(2), vec![]);
+        if let Some(Transaction::Coinbase(cb)) = b2.transactions.first_mut() {
+            cb.amount += 1;
+        }
+        let b2 = mine(reroot(b2));
+        assert!(!accept(&mut chain, &b2).offered_block_invalid());
+        let acc = accept(&mut chain, &b1);
+        assert_eq!(acc.placement, Placement::MainChain);
+        assert_eq!(acc.invalid.len(), 1, "the orphan b2 failed on connection");
+        assert!(!acc.offered_block_invalid(), "b1 itself is valid");
     }
 
     #[test]

@@ -702,7 +702,8 @@ impl Node {
     }
 
     /// Stores what the chain accepted, updates the mempool and reports the tip change.
-    /// Returns false if the chain found blocks invalid while activating the new best branch.
+    /// Returns false if the offered block itself was found invalid while activating the new
+    /// best branch (adopted orphans that fail came from other senders).
     fn apply_accepted(&mut self, accepted: Accepted, source: Source) -> bool {
         if let Err(error) = self.store.commit(&accepted) {
             warn!(%error, "store commit failed");
@@ -733,7 +734,7 @@ impl Node {
                 });
             }
         }
-        accepted.invalid.is_empty()
+        !accepted.offered_block_invalid()
     }
 
     // ----- sync -----------------------------------------------------------------------------

@@ -95,7 +95,7 @@ pub struct Accepted {
     pub hash: BlockHash,
     /// Where it went.
     pub placement: Placement,
-    /// Blocks newly added to the tree (the block, plus orphans it adopted), to be stored.
+    /// Blocks newly added to the tree (the block, plus orphans it adopted).
     pub stored: Vec<Arc<Block>>,
     /// The tip change this caused, if any.
     pub tip_change: Option<TipChange>,

@@ -1,8 +1,9 @@
 //! The durable store: one redb database, `chain.redb`, in the node's data directory.
 //!
 //! Tables (see proto-notes/storage.md):
-//! - `blocks`: block hash (32 bytes) -> the block's canonical encoding, for every block the
-//!   chain accepted, main chain or side branch;
+//! - `blocks`: block hash (32 bytes) -> the block's canonical encoding, for every block that
+//!   has been on the main chain (side-branch blocks are written when they join it, so a peer
+//!   cannot grow the disk with cheap side blocks that are pruned from memory anyway);
 //! - `main_chain`: height (u64) -> block hash, heights 0..=tip without a gap;
 //! - `meta`: `format` (u32 little endian), `genesis` (32 bytes), `network` (UTF-8 name),
 //!   `tip` (32 bytes);
@@ -438,14 +439,17 @@ impl Store {
     pub fn commit(&self, accepted: &Accepted) -> Result<(), StoreError> {
         guarded(&self.path, || {
             let change = accepted.tip_change.as_ref();
-            if accepted.stored.is_empty() && change.is_none() {
+            if change.is_none() {
                 return Ok(());
             }
             let txn = self.db()?.begin_write().map_err(|e| self.db_err(e))?;
             {
                 let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
+                // Only blocks joining the main chain are written: side branches are not
+                // reloaded after a restart, and the chain prunes them from memory, so writing
+                // them would only let peers grow the file with blocks nobody reads.
                 let connected = change.map(|c| c.connected.as_slice()).unwrap_or_default();
-                for block in accepted.stored.iter().chain(connected) {
+                for block in connected {
                     blocks
                         .insert(block.block_hash().0, encode(block.as_ref()).as_slice())
                         .map_err(|e| self.db_err(e))?;
@@ -663,7 +667,7 @@ mod tests {
     }
 
     #[test]
-    fn a_side_branch_block_is_stored_without_moving_the_tip() {
+    fn a_side_branch_block_is_written_only_when_it_joins_the_main_chain() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), &params()).unwrap();
         let genesis = params().genesis();
@@ -683,6 +687,18 @@ mod tests {
             .unwrap();
         assert_eq!(store.tip().unwrap(), main[1].block_hash());
         assert_eq!(store.main_chain_hashes().unwrap().len(), 3);
+        assert_eq!(store.block(&side.block_hash()).unwrap(), None);
+        // The side branch grows past the main chain: its blocks are written with the reorg.
+        let side_tip = child(&side, 3);
+        store
+            .commit(&accepted(
+                main[1].block_hash(),
+                0,
+                vec![main[1].clone(), main[0].clone()],
+                vec![side.clone(), side_tip.clone()],
+            ))
+            .unwrap();
+        assert_eq!(store.tip().unwrap(), side_tip.block_hash());
         assert_eq!(
             store.block(&side.block_hash()).unwrap().as_ref(),
             Some(side.as_ref())

@@ -481,34 +481,32 @@ impl TestNode {
             .unwrap_or_else(|| self.fail(&format!("status without a height: {s}")))
     }
 
+    /// A text field of `status`, failing the test when it is missing.
+    #[track_caller]
+    fn status_text(&mut self, field: &str) -> String {
+        let s = self.status();
+        s[field]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| self.fail(&format!("status without `{field}`: {s}")))
+    }
+
     /// The main chain's tip hash.
     #[track_caller]
     pub fn tip(&mut self) -> String {
-        let s = self.status();
-        s["tip"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| self.fail(&format!("status without a tip: {s}")))
+        self.status_text("tip")
     }
 
     /// The node's account address.
     #[track_caller]
     pub fn address(&mut self) -> String {
-        let s = self.status();
-        s["address"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| self.fail(&format!("status without an address: {s}")))
+        self.status_text("address")
     }
 
     /// The node's libp2p peer id.
     #[track_caller]
     pub fn peer_id(&mut self) -> String {
-        let s = self.status();
-        s["peer_id"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| self.fail(&format!("status without a peer id: {s}")))
+        self.status_text("peer_id")
     }
 
     /// The number of connected peers.

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use bincode::{Decode, Encode};
 
-use super::encode::encode;
+use super::encode::{encode, encoded_size};
 use super::hash::{leading_zero_bits, sha256, BlockHash, TxId, TxRoot};
 use super::params::NetworkParams;
 use super::state::TxError;
@@ -90,7 +90,7 @@ impl Block {
 
     /// Size of the canonical encoding in bytes, as capped by the network.
     pub fn encoded_len(&self) -> usize {
-        encode(self).len()
+        encoded_size(self)
     }
 
     /// The ids of the block's transactions, in order.

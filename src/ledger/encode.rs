@@ -44,6 +44,18 @@ pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, CONFIG).unwrap_or_default()
 }
 
+/// Length of the canonical encoding of `value`, counted without building it: size caps are
+/// checked on every block that arrives, and a block can be a megabyte.
+pub fn encoded_size<T: Encode>(value: &T) -> usize {
+    let mut encoder =
+        bincode::enc::EncoderImpl::new(bincode::enc::write::SizeWriter::default(), CONFIG);
+    // Counting cannot fail except past the configured limit, like `encode`.
+    match value.encode(&mut encoder) {
+        Ok(()) => encoder.into_writer().bytes_written,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// Decodes exactly one `T` from `bytes`, refusing more than `max` bytes or any trailing byte.
 ///
 /// # Errors
@@ -72,6 +84,13 @@ mod tests {
     fn integers_are_fixed_width_little_endian() {
         assert_eq!(encode(&1u64), vec![1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(encode(&vec![1u8, 2]), vec![2, 0, 0, 0, 0, 0, 0, 0, 1, 2]);
+    }
+
+    #[test]
+    fn encoded_size_counts_the_bytes_encode_writes() {
+        let value = (7u32, vec![1u64, 2, 3], [9u8; 20]);
+        assert_eq!(encoded_size(&value), encode(&value).len());
+        assert_eq!(encoded_size(&value), 4 + 8 + 24 + 20);
     }
 
     #[test]

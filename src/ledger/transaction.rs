@@ -7,7 +7,7 @@
 use bincode::{Decode, Encode};
 use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
 
-use super::encode::encode;
+use super::encode::{encode, encoded_size};
 use super::hash::{sha256, Address, TxId};
 
 /// An ed25519 public key: who sends a transfer and who must have signed it.
@@ -201,7 +201,7 @@ impl Transaction {
 
     /// Size of the canonical encoding in bytes, for size caps.
     pub fn encoded_len(&self) -> usize {
-        encode(self).len()
+        encoded_size(self)
     }
 }
 

@@ -225,11 +225,9 @@ impl TestNode {
         self.running.as_ref().map(|r| r.child.id())
     }
 
-    /// Panics with `msg` and what the node printed lately.
-    #[track_caller]
-    pub fn fail(&self, msg: &str) -> ! {
-        let stderr: Vec<String> = self
-            .running
+    /// The node's last stderr lines, for failure reports.
+    fn stderr_tail(&self) -> Vec<String> {
+        self.running
             .as_ref()
             .and_then(|r| {
                 r.stderr_tail
@@ -237,7 +235,13 @@ impl TestNode {
                     .ok()
                     .map(|t| t.iter().cloned().collect())
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// Panics with `msg` and what the node printed lately.
+    #[track_caller]
+    pub fn fail(&self, msg: &str) -> ! {
+        let stderr = self.stderr_tail();
         panic!(
             "{}: {msg}\n--- last stdout lines ---\n{}\n--- last stderr lines ---\n{}",
             self.label,
@@ -666,16 +670,7 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         if thread::panicking() {
             // A test failed, perhaps on another node: show what this one was doing.
-            let stderr: Vec<String> = self
-                .running
-                .as_ref()
-                .and_then(|r| {
-                    r.stderr_tail
-                        .lock()
-                        .ok()
-                        .map(|t| t.iter().cloned().collect())
-                })
-                .unwrap_or_default();
+            let stderr = self.stderr_tail();
             eprintln!(
                 "--- {} (on drop after a failure): last stderr lines ---\n{}",
                 self.label,

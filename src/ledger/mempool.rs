@@ -1075,12 +1075,14 @@ mod tests {
                             signature.0[0] ^= 1;
                         }
                     }
+                    let already_pending = pool.contains(&tx.compute_txid());
                     let result = pool.add(tx.clone(), &ledger.state);
                     let t = tx.transfer().ok_or(TestCaseError::fail("transfer"))?;
                     let funds_ok = senders_state(&pool, &ledger.state, &addr(k))
                         .is_ok_and(|s| s.check_transfer(t).is_ok());
                     match result {
-                        Ok(_) => prop_assert!(!forged && nonce == next),
+                        Ok(_) => prop_assert!(!forged && nonce == next && !already_pending),
+                        Err(MempoolError::AlreadyKnown(_)) => prop_assert!(already_pending),
                         Err(MempoolError::Invalid(_)) => prop_assert!(!funds_ok || nonce != next),
                         Err(MempoolError::BadSignature) => prop_assert!(forged),
                         Err(MempoolError::Full { .. }) => {

@@ -21,45 +21,8 @@ use crate::node::{BlockQuery, CommandError, Event, NodeHandle};
 /// Longest line the console reads; longer lines are refused whole.
 pub const MAX_LINE_BYTES: usize = 4096;
 
-/// Most blocks one `mine` command may ask for.
-pub const MAX_MINE_COUNT: u64 = 100_000;
-
 /// Longest first word echoed back in a reply.
 const MAX_WORD_CHARS: usize = 64;
-
-/// The console's commands, one line each.
-const USAGE: &[(&str, &str)] = &[
-    ("help", "this list"),
-    (
-        "status",
-        "network, peer id, address, height, tip, peers, mempool, listen addresses",
-    ),
-    (
-        "peers",
-        "connected peers with their addresses and tip heights",
-    ),
-    (
-        "tx <address> <amount> [fee]",
-        "send coins from this node's account",
-    ),
-    (
-        "mine [count]",
-        "mine count blocks (default 1) and answer when done",
-    ),
-    ("automine on|off", "keep mining until told to stop"),
-    (
-        "chain [count]",
-        "the last count blocks of the main chain (default all)",
-    ),
-    ("block <height|hash>", "one block with its transactions"),
-    (
-        "balance [address]",
-        "an account's balance (default this node's)",
-    ),
-    ("mempool", "pending transactions"),
-    ("dial <multiaddr>", "connect to a peer"),
-    ("quit", "stop the node"),
-];
 
 /// A parsed console line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +60,182 @@ pub enum ConsoleCommand {
     Quit,
 }
 
+/// One console command: its usage line (the first word is the command's word, `<arg>` and
+/// plain words are required, `[arg]` optional), what it does, and how its arguments parse.
+/// Bounds that protect the node are not here but in [`NodeHandle`], so every front end has them.
+pub struct CommandSpec {
+    /// Usage line, e.g. `tx <address> <amount> [fee]`.
+    pub usage: &'static str,
+    /// What the command does, for `help`.
+    pub about: &'static str,
+    parse: fn(&Args) -> Result<ConsoleCommand, String>,
+}
+
+impl CommandSpec {
+    /// The word that names the command.
+    pub fn word(&self) -> &'static str {
+        self.usage.split_whitespace().next().unwrap_or_default()
+    }
+
+    /// How many arguments the command needs, and how many more it may take.
+    fn arity(&self) -> (usize, usize) {
+        let args = self.usage.split_whitespace().skip(1);
+        let optional = args.clone().filter(|a| a.starts_with('[')).count();
+        (args.count() - optional, optional)
+    }
+}
+
+/// Every console command, in the order `help` lists them.
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        usage: "help",
+        about: "this list",
+        parse: |_| Ok(ConsoleCommand::Help),
+    },
+    CommandSpec {
+        usage: "status",
+        about: "network, peer id, address, height, tip, peers, mempool, listen addresses",
+        parse: |_| Ok(ConsoleCommand::Status),
+    },
+    CommandSpec {
+        usage: "peers",
+        about: "connected peers with their addresses and tip heights",
+        parse: |_| Ok(ConsoleCommand::Peers),
+    },
+    CommandSpec {
+        usage: "tx <address> <amount> [fee]",
+        about: "send coins from this node's account",
+        parse: |a| {
+            Ok(ConsoleCommand::Tx {
+                to: a.address(0)?,
+                amount: a.number(1, "amount")?,
+                fee: a.optional(2, |a| a.number(2, "fee"))?.unwrap_or(0),
+            })
+        },
+    },
+    CommandSpec {
+        usage: "mine [count]",
+        about: "mine count blocks (default 1) and answer when done",
+        parse: |a| {
+            let count = a.optional(0, |a| a.number(0, "count"))?;
+            Ok(ConsoleCommand::Mine(count.unwrap_or(1)))
+        },
+    },
+    CommandSpec {
+        usage: "automine on|off",
+        about: "keep mining until told to stop",
+        parse: |a| match a.get(0) {
+            "on" => Ok(ConsoleCommand::Automine(true)),
+            "off" => Ok(ConsoleCommand::Automine(false)),
+            _ => Err(a.usage()),
+        },
+    },
+    CommandSpec {
+        usage: "chain [count]",
+        about: "the last count blocks of the main chain (default all)",
+        parse: |a| Ok(ConsoleCommand::Chain(a.optional(0, |a| a.number(0, "count"))?)),
+    },
+    CommandSpec {
+        usage: "block <height|hash>",
+        about: "one block with its transactions",
+        parse: |a| {
+            let arg = a.get(0);
+            let query = if arg.len() == 64 {
+                let hash = arg
+                    .parse::<BlockHash>()
+                    .map_err(|e| format!("bad block hash: {e}"))?;
+                BlockQuery::Hash(hash)
+            } else {
+                let height = arg.parse::<u64>().map_err(|_| {
+                    format!(
+                        "expected a height or a 64-digit block hash, got '{}'",
+                        clip(arg)
+                    )
+                })?;
+                BlockQuery::Height(height)
+            };
+            Ok(ConsoleCommand::Block(query))
+        },
+    },
+    CommandSpec {
+        usage: "balance [address]",
+        about: "an account's balance (default this node's)",
+        parse: |a| Ok(ConsoleCommand::Balance(a.optional(0, |a| a.address(0))?)),
+    },
+    CommandSpec {
+        usage: "mempool",
+        about: "pending transactions",
+        parse: |_| Ok(ConsoleCommand::Mempool),
+    },
+    CommandSpec {
+        usage: "dial <multiaddr>",
+        about: "connect to a peer",
+        parse: |a| {
+            let arg = a.get(0);
+            let addr = arg
+                .parse::<Multiaddr>()
+                .map_err(|e| format!("bad multiaddr '{}': {e}", clip(arg)))?;
+            Ok(ConsoleCommand::Dial(addr))
+        },
+    },
+    CommandSpec {
+        usage: "quit",
+        about: "stop the node",
+        parse: |_| Ok(ConsoleCommand::Quit),
+    },
+];
+
+/// A command's arguments, already counted against its usage line.
+pub struct Args<'a> {
+    spec: &'a CommandSpec,
+    words: Vec<&'a str>,
+}
+
+impl Args<'_> {
+    /// Argument `i`, which the arity check guarantees for required arguments.
+    fn get(&self, i: usize) -> &str {
+        self.words.get(i).copied().unwrap_or_default()
+    }
+
+    /// Parses argument `i` with `f` when it was given.
+    fn optional<T>(
+        &self,
+        i: usize,
+        f: impl FnOnce(&Self) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        if i < self.words.len() {
+            f(self).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn number(&self, i: usize, what: &str) -> Result<u64, String> {
+        let s = self.get(i);
+        s.parse::<u64>()
+            .map_err(|_| format!("{what} must be a whole number, got '{}'", clip(s)))
+    }
+
+    fn address(&self, i: usize) -> Result<Address, String> {
+        let s = self.get(i);
+        s.parse::<Address>()
+            .map_err(|e| format!("bad address '{}': {e}", clip(s)))
+    }
+
+    fn usage(&self) -> String {
+        format!("usage: {}", self.spec.usage)
+    }
+}
+
+/// A console line understood: which command, with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The command's word, echoed as the reply's `reply` field.
+    pub word: &'static str,
+    /// The command.
+    pub command: ConsoleCommand,
+}
+
 /// Why a console line is not a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -116,101 +255,38 @@ fn first_word(line: &str) -> String {
         .collect()
 }
 
-fn usage_of(word: &str) -> &'static str {
-    USAGE
-        .iter()
-        .find(|(u, _)| u.split_whitespace().next() == Some(word))
-        .map_or("", |(u, _)| u)
-}
-
-/// Parses one line. Blank lines are `Ok(None)`.
+/// Parses one line against [`COMMANDS`]. Blank lines are `Ok(None)`.
 ///
 /// # Errors
 /// [`ParseError`] for an unknown command, a missing, extra or malformed argument.
-pub fn parse(line: &str) -> Result<Option<ConsoleCommand>, ParseError> {
+pub fn parse(line: &str) -> Result<Option<Parsed>, ParseError> {
     let mut words = line.split_whitespace();
     let Some(word) = words.next() else {
         return Ok(None);
     };
-    let args: Vec<&str> = words.collect();
     let fail = |message: String| ParseError {
         word: first_word(line),
         message,
     };
-    let usage = || fail(format!("usage: {}", usage_of(word)));
-    let (required, optional) = match word {
-        "help" | "status" | "peers" | "mempool" | "quit" => (0, 0),
-        "mine" | "chain" | "balance" => (0, 1),
-        "automine" | "block" | "dial" => (1, 0),
-        "tx" => (2, 1),
-        _ => {
-            return Err(fail(format!(
-                "unknown command '{}' (try help)",
-                first_word(line)
-            )))
-        }
+    let Some(spec) = COMMANDS.iter().find(|spec| spec.word() == word) else {
+        return Err(fail(format!(
+            "unknown command '{}' (try help)",
+            first_word(line)
+        )));
     };
-    if args.len() < required || args.len() > required + optional {
-        return Err(usage());
+    let args = Args {
+        spec,
+        words: words.collect(),
+    };
+    let (required, optional) = spec.arity();
+    if args.words.len() < required || args.words.len() > required + optional {
+        return Err(fail(args.usage()));
     }
-    let number = |what: &str, s: &str| {
-        s.parse::<u64>()
-            .map_err(|_| fail(format!("{what} must be a whole number, got '{}'", clip(s))))
-    };
-    let address = |s: &str| {
-        s.parse::<Address>()
-            .map_err(|e| fail(format!("bad address '{}': {e}", clip(s))))
-    };
-    let command = match word {
-        "help" => ConsoleCommand::Help,
-        "status" => ConsoleCommand::Status,
-        "peers" => ConsoleCommand::Peers,
-        "mempool" => ConsoleCommand::Mempool,
-        "quit" => ConsoleCommand::Quit,
-        "tx" => ConsoleCommand::Tx {
-            to: address(args[0])?,
-            amount: number("amount", args[1])?,
-            fee: args.get(2).map_or(Ok(0), |f| number("fee", f))?,
-        },
-        "mine" => {
-            let count = args.first().map_or(Ok(1), |c| number("count", c))?;
-            if count == 0 || count > MAX_MINE_COUNT {
-                return Err(fail(format!("count must be 1 to {MAX_MINE_COUNT}")));
-            }
-            ConsoleCommand::Mine(count)
-        }
-        "automine" => match args[0] {
-            "on" => ConsoleCommand::Automine(true),
-            "off" => ConsoleCommand::Automine(false),
-            _ => return Err(usage()),
-        },
-        "chain" => ConsoleCommand::Chain(args.first().map(|c| number("count", c)).transpose()?),
-        "block" => {
-            let arg = args[0];
-            if arg.len() == 64 {
-                let hash = arg
-                    .parse::<BlockHash>()
-                    .map_err(|e| fail(format!("bad block hash: {e}")))?;
-                ConsoleCommand::Block(BlockQuery::Hash(hash))
-            } else {
-                let height = arg.parse::<u64>().map_err(|_| {
-                    fail(format!(
-                        "expected a height or a 64-digit block hash, got '{}'",
-                        clip(arg)
-                    ))
-                })?;
-                ConsoleCommand::Block(BlockQuery::Height(height))
-            }
-        }
-        "balance" => ConsoleCommand::Balance(args.first().map(|a| address(a)).transpose()?),
-        "dial" => ConsoleCommand::Dial(
-            args[0]
-                .parse::<Multiaddr>()
-                .map_err(|e| fail(format!("bad multiaddr '{}': {e}", clip(args[0]))))?,
-        ),
-        _ => return Err(usage()),
-    };
-    Ok(Some(command))
+    let command = (spec.parse)(&args).map_err(fail)?;
+    Ok(Some(Parsed {
+        word: spec.word(),
+        command,
+    }))
 }
 
 /// Shortens user input quoted in an error.
@@ -219,26 +295,6 @@ fn clip(s: &str) -> String {
         format!("{}...", s.chars().take(MAX_WORD_CHARS).collect::<String>())
     } else {
         s.to_string()
-    }
-}
-
-impl ConsoleCommand {
-    /// The command word, as echoed in the reply.
-    pub fn word(&self) -> &'static str {
-        match self {
-            ConsoleCommand::Help => "help",
-            ConsoleCommand::Status => "status",
-            ConsoleCommand::Peers => "peers",
-            ConsoleCommand::Tx { .. } => "tx",
-            ConsoleCommand::Mine(_) => "mine",
-            ConsoleCommand::Automine(_) => "automine",
-            ConsoleCommand::Chain(_) => "chain",
-            ConsoleCommand::Block(_) => "block",
-            ConsoleCommand::Balance(_) => "balance",
-            ConsoleCommand::Mempool => "mempool",
-            ConsoleCommand::Dial(_) => "dial",
-            ConsoleCommand::Quit => "quit",
-        }
     }
 }
 
@@ -442,10 +498,10 @@ pub async fn execute(handle: &NodeHandle, command: ConsoleCommand) -> Result<Ans
     let answer = match command {
         ConsoleCommand::Help => {
             let mut text = String::from("commands:\n");
-            for (usage, what) in USAGE {
-                let _ = writeln!(text, "  {usage:<30} {what}");
+            for spec in COMMANDS {
+                let _ = writeln!(text, "  {:<30} {}", spec.usage, spec.about);
             }
-            let commands: Vec<&str> = USAGE.iter().map(|(u, _)| *u).collect();
+            let commands: Vec<&str> = COMMANDS.iter().map(|spec| spec.usage).collect();
             Answer {
                 fields: fields_of(json!({ "commands": commands })),
                 text,
@@ -602,8 +658,8 @@ pub async fn evaluate_line(handle: &NodeHandle, line: Line) -> Option<LineOutcom
             });
         }
     };
-    let command = match parse(&text) {
-        Ok(Some(command)) => command,
+    let Parsed { word, command } = match parse(&text) {
+        Ok(Some(parsed)) => parsed,
         Ok(None) => return None,
         Err(e) => {
             return Some(LineOutcome {
@@ -613,7 +669,7 @@ pub async fn evaluate_line(handle: &NodeHandle, line: Line) -> Option<LineOutcom
             })
         }
     };
-    let word = command.word().to_string();
+    let word = word.to_string();
     let quit = command == ConsoleCommand::Quit;
     let result = execute(handle, command).await.map_err(|e| e.to_string());
     if quit {
@@ -701,11 +757,15 @@ mod tests {
         parse(line).unwrap_err()
     }
 
+    fn command(line: &str) -> Result<Option<ConsoleCommand>, ParseError> {
+        parse(line).map(|parsed| parsed.map(|p| p.command))
+    }
+
     #[test]
     fn commands_parse_with_and_without_optional_arguments() {
         let to = Address([0xab; 20]);
         assert_eq!(
-            parse(&format!("tx {to} 10")),
+            command(&format!("tx {to} 10")),
             Ok(Some(ConsoleCommand::Tx {
                 to,
                 amount: 10,
@@ -713,38 +773,38 @@ mod tests {
             }))
         );
         assert_eq!(
-            parse(&format!("  tx {to} 10 2  ")),
+            command(&format!("  tx {to} 10 2  ")),
             Ok(Some(ConsoleCommand::Tx {
                 to,
                 amount: 10,
                 fee: 2
             }))
         );
-        assert_eq!(parse("mine"), Ok(Some(ConsoleCommand::Mine(1))));
-        assert_eq!(parse("mine 5"), Ok(Some(ConsoleCommand::Mine(5))));
+        assert_eq!(command("mine"), Ok(Some(ConsoleCommand::Mine(1))));
+        assert_eq!(command("mine 5"), Ok(Some(ConsoleCommand::Mine(5))));
         assert_eq!(
-            parse("automine on"),
+            command("automine on"),
             Ok(Some(ConsoleCommand::Automine(true)))
         );
-        assert_eq!(parse("chain"), Ok(Some(ConsoleCommand::Chain(None))));
-        assert_eq!(parse("chain 3"), Ok(Some(ConsoleCommand::Chain(Some(3)))));
+        assert_eq!(command("chain"), Ok(Some(ConsoleCommand::Chain(None))));
+        assert_eq!(command("chain 3"), Ok(Some(ConsoleCommand::Chain(Some(3)))));
         assert_eq!(
-            parse("block 7"),
+            command("block 7"),
             Ok(Some(ConsoleCommand::Block(BlockQuery::Height(7))))
         );
         let hash = BlockHash([0x11; 32]);
         assert_eq!(
-            parse(&format!("block {hash}")),
+            command(&format!("block {hash}")),
             Ok(Some(ConsoleCommand::Block(BlockQuery::Hash(hash))))
         );
-        assert_eq!(parse("balance"), Ok(Some(ConsoleCommand::Balance(None))));
+        assert_eq!(command("balance"), Ok(Some(ConsoleCommand::Balance(None))));
         assert_eq!(
-            parse("dial /ip4/127.0.0.1/tcp/4001"),
+            command("dial /ip4/127.0.0.1/tcp/4001"),
             Ok(Some(ConsoleCommand::Dial(
-                "/ip4/127.0.0.1/tcp/4001".parse().unwrap()
+                "/ip4/127.0.0.1/tcp/4001".command().unwrap()
             )))
         );
-        assert_eq!(parse("   "), Ok(None));
+        assert_eq!(command("   "), Ok(None));
     }
 
     #[test]
@@ -762,7 +822,6 @@ mod tests {
             ("tx 0000000000000000000000000000000000000000 five", "amount"),
             ("tx 0000000000000000000000000000000000000000 5 -1", "fee"),
             ("tx 0000000000000000000000000000000000000000 5 1 9", "usage"),
-            ("mine 0", "count must be"),
             ("mine lots", "count"),
             ("automine maybe", "usage: automine"),
             ("automine", "usage"),
@@ -830,12 +889,36 @@ mod tests {
     }
 
     #[test]
-    fn every_command_word_has_a_usage_line() {
-        for word in [
-            "help", "status", "peers", "tx", "mine", "automine", "chain", "block", "balance",
-            "mempool", "dial", "quit",
-        ] {
-            assert!(usage_of(word).starts_with(word), "{word}");
+    fn each_command_word_appears_once_and_parses_to_itself() {
+        for spec in COMMANDS {
+            let same: Vec<_> = COMMANDS.iter().filter(|s| s.word() == spec.word()).collect();
+            assert_eq!(same.len(), 1, "{}", spec.word());
         }
+        for (line, word) in [
+            ("help", "help"),
+            ("status", "status"),
+            ("peers", "peers"),
+            ("tx 0000000000000000000000000000000000000000 1", "tx"),
+            ("mine", "mine"),
+            ("automine off", "automine"),
+            ("chain", "chain"),
+            ("block 0", "block"),
+            ("balance", "balance"),
+            ("mempool", "mempool"),
+            ("dial /ip4/127.0.0.1/tcp/1", "dial"),
+            ("quit", "quit"),
+        ] {
+            assert_eq!(parse(line).unwrap().unwrap().word, word);
+        }
+        assert_eq!(COMMANDS.len(), 12, "a new command needs a line above");
+    }
+
+    #[test]
+    fn arity_comes_from_the_usage_line() {
+        let arity = |word: &str| COMMANDS.iter().find(|s| s.word() == word).unwrap().arity();
+        assert_eq!(arity("tx"), (2, 1));
+        assert_eq!(arity("automine"), (1, 0));
+        assert_eq!(arity("mine"), (0, 1));
+        assert_eq!(arity("quit"), (0, 0));
     }
 }

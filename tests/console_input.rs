@@ -53,15 +53,28 @@ fn malformed_commands_get_an_error_and_the_node_keeps_working() {
         node.err(cmd);
     }
 
+    // Mining bounds are the node's (NodeHandle's), reported under the command's word.
+    for cmd in ["mine 0", "mine 100001", "mine 18446744073709551615"] {
+        let e = node.err(cmd);
+        assert!(e.contains("count must be 1 to 100000"), "{cmd}: {e}");
+    }
+
     // Overspending: nothing to spend yet, then more than the one block reward.
     let e = node.err(&format!("tx {STRANGER} 1"));
-    assert!(!e.is_empty());
+    assert!(e.contains("insufficient funds"), "{e}");
     node.mine(1);
     assert_eq!(node.balance_of(&me), DEFAULT_REWARD);
-    node.err(&format!("tx {STRANGER} {}", DEFAULT_REWARD + 1));
-    node.err(&format!("tx {STRANGER} {DEFAULT_REWARD} 1"));
-    node.err(&format!("tx {STRANGER} {} {}", u64::MAX, u64::MAX));
-    node.err(&format!("tx {STRANGER} 0"));
+    for cmd in [
+        format!("tx {STRANGER} {}", DEFAULT_REWARD + 1),
+        format!("tx {STRANGER} {DEFAULT_REWARD} 1"),
+    ] {
+        let e = node.err(&cmd);
+        assert!(e.contains("insufficient funds"), "{cmd}: {e}");
+    }
+    let e = node.err(&format!("tx {STRANGER} {} {}", u64::MAX, u64::MAX));
+    assert!(e.contains("overflows"), "{e}");
+    let e = node.err(&format!("tx {STRANGER} 0"));
+    assert!(e.contains("amount must be positive"), "{e}");
     assert!(
         node.mempool_txids().is_empty(),
         "refused transactions stay out of the mempool"

@@ -10,7 +10,7 @@ use common::{unique_network, NodeOptions, TestNode};
 const CHAIN_LENGTH: u64 = 1_000;
 
 #[test]
-fn a_node_started_late_catches_up_a_chain_of_several_hundred_blocks() {
+fn a_node_started_late_catches_up_a_chain_of_a_thousand_blocks() {
     let network = unique_network("sync");
     let mut early = TestNode::start("early", NodeOptions::loopback(&network));
     let started = Instant::now();

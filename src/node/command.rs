@@ -2,12 +2,17 @@
 //!
 //! Each command carries a oneshot sender for its reply; the node's event loop is the only
 //! receiver, so everything the node owns is touched by one task. The command queue is bounded.
+//! Bounds that protect the node (such as [`MAX_MINE_COUNT`]) are checked here, in the handle,
+//! so that every front end gets them.
 
 use libp2p::Multiaddr;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::event::{BalanceView, BlockView, Event, MineView, PeerView, StatusView, TxView};
 use crate::ledger::{Address, BlockHash, MempoolError, TxId};
+
+/// Most blocks one `mine` may ask for: a larger count would keep the miner busy for hours.
+pub const MAX_MINE_COUNT: u64 = 100_000;
 
 /// Where a command's answer goes.
 pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
@@ -42,6 +47,9 @@ pub enum CommandError {
     /// Too many `mine` commands wait already.
     #[error("too many mine commands are waiting")]
     MinerBusy,
+    /// A `mine` count of zero or over [`MAX_MINE_COUNT`].
+    #[error("count must be 1 to {MAX_MINE_COUNT}")]
+    MineCountOutOfRange(u64),
 }
 
 /// A request to the node's event loop.
@@ -172,11 +180,15 @@ impl NodeHandle {
         .await
     }
 
-    /// See [`Command::Mine`].
+    /// See [`Command::Mine`]; `count` must be 1 to [`MAX_MINE_COUNT`].
     ///
     /// # Errors
-    /// [`CommandError::MinerBusy`] or [`CommandError::NodeStopped`].
+    /// [`CommandError::MineCountOutOfRange`], [`CommandError::MinerBusy`] or
+    /// [`CommandError::NodeStopped`].
     pub async fn mine(&self, count: u64) -> Result<MineView, CommandError> {
+        if !(1..=MAX_MINE_COUNT).contains(&count) {
+            return Err(CommandError::MineCountOutOfRange(count));
+        }
         self.ask(|reply| Command::Mine { count, reply }).await
     }
 
@@ -234,5 +246,24 @@ impl NodeHandle {
     /// [`CommandError::NodeStopped`] if it had already stopped.
     pub async fn shutdown(&self) -> Result<(), CommandError> {
         self.ask(Command::Shutdown).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_mine_count_out_of_range_is_refused_by_the_handle_before_the_node_sees_it() {
+        let (commands, mut queue) = mpsc::channel(4);
+        let (events, _) = broadcast::channel(4);
+        let handle = NodeHandle::new(commands, events);
+        for count in [0, MAX_MINE_COUNT + 1, u64::MAX] {
+            assert_eq!(
+                handle.mine(count).await,
+                Err(CommandError::MineCountOutOfRange(count))
+            );
+        }
+        assert!(queue.try_recv().is_err(), "nothing reached the node");
     }
 }

@@ -842,10 +842,16 @@ pub struct Lan {
 
 impl Lan {
     /// Builds a LAN of `hosts` hosts, or returns `None` (after printing why) when not root.
+    /// Under CI (the `CI` variable set) a missing root is a failure, not a skip: CI must run
+    /// these tests.
     /// `tag` (a few letters) and `subnet` must be unique per test; namespace names also carry
     /// this process's id, so that separate test runs never collide.
     pub fn create(tag: &str, subnet: u8, hosts: usize) -> Option<Lan> {
         if !is_root() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but this process is not root: the mDNS tests cannot run"
+            );
             eprintln!("SKIPPED: this test builds network namespaces for mDNS and must run as root");
             return None;
         }

@@ -100,6 +100,11 @@ impl Network {
         })
     }
 
+    /// This node's peer id on the network.
+    pub fn local_peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
     /// The next event worth the node's attention. Cancel-safe: nothing is lost if the future
     /// is dropped before it completes.
     pub async fn next_event(&mut self) -> NetEvent {
@@ -414,7 +419,140 @@ impl Network {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::net::protocol::SyncRequest;
+
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    fn params() -> NetworkParams {
+        NetworkParams::for_tests("net-tests", 0)
+    }
+
+    /// A network on 127.0.0.1 without mDNS, and the address it listens on.
+    async fn listening() -> (Network, Multiaddr) {
+        let params = params();
+        let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("address");
+        let mut network = Network::start(
+            identity::Keypair::generate_ed25519(),
+            &params,
+            &params.genesis_hash(),
+            false,
+            &[loopback],
+        )
+        .expect("network starts");
+        loop {
+            if let NetEvent::Listening { address } = network.next_event().await {
+                return (network, address);
+            }
+        }
+    }
+
+    /// Drives both networks until `b` reports an event `pick` takes; `a`'s events go to
+    /// `on_a`, which may answer with a command.
+    async fn until_b<T>(
+        a: &mut Network,
+        b: &mut Network,
+        mut on_a: impl FnMut(NetEvent) -> Option<NetCommand>,
+        mut pick: impl FnMut(NetEvent) -> Option<T>,
+    ) -> T {
+        let drive = async {
+            loop {
+                tokio::select! {
+                    event = a.next_event() => {
+                        if let Some(command) = on_a(event) {
+                            a.execute(command);
+                        }
+                    }
+                    event = b.next_event() => {
+                        if let Some(found) = pick(event) {
+                            return found;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, drive)
+            .await
+            .expect("the event arrives in time")
+    }
+
+    #[tokio::test]
+    async fn a_block_published_before_any_peer_subscribed_reaches_the_first_peer_that_does() {
+        let (mut a, a_addr) = listening().await;
+        let (mut b, _) = listening().await;
+        let block = params().genesis();
+        assert_eq!(
+            a.execute(NetCommand::Publish(Publication::Block(block.clone()))),
+            None
+        );
+        let outcome = b.execute(NetCommand::DialPeer {
+            dial: DialId(1),
+            peer: a.local_peer_id(),
+            addrs: vec![a_addr],
+        });
+        assert!(matches!(
+            outcome,
+            Some(NetEvent::DialStarted {
+                dial: DialId(1),
+                ..
+            })
+        ));
+        let a_peer = a.local_peer_id();
+        let (from, got) = until_b(
+            &mut a,
+            &mut b,
+            |_| None,
+            |event| match event {
+                NetEvent::GossipBlock { from, block, .. } => Some((from, block)),
+                _ => None,
+            },
+        )
+        .await;
+        assert_eq!((from, got), (a_peer, block));
+    }
+
+    #[tokio::test]
+    async fn a_sync_request_is_answered_under_the_requesters_id() {
+        let (mut a, a_addr) = listening().await;
+        let (mut b, _) = listening().await;
+        let a_peer = a.local_peer_id();
+        b.execute(NetCommand::DialPeer {
+            dial: DialId(1),
+            peer: a_peer,
+            addrs: vec![a_addr],
+        });
+        b.execute(NetCommand::Request {
+            peer: a_peer,
+            id: RequestId(42),
+            request: SyncRequest::GetMempool { max_txs: 5 },
+        });
+        let (request, response) = until_b(
+            &mut a,
+            &mut b,
+            |event| match event {
+                NetEvent::SyncRequested {
+                    request: SyncRequest::GetMempool { max_txs: 5 },
+                    channel,
+                    ..
+                } => Some(NetCommand::Respond {
+                    channel,
+                    response: SyncResponse::Mempool(Vec::new()),
+                }),
+                _ => None,
+            },
+            |event| match event {
+                NetEvent::SyncAnswered {
+                    request, response, ..
+                } => Some((request, response)),
+                _ => None,
+            },
+        )
+        .await;
+        assert_eq!(request, RequestId(42));
+        assert_eq!(response, SyncResponse::Mempool(Vec::new()));
+    }
 
     #[test]
     fn each_acceptance_maps_to_the_gossipsub_verdict_of_the_same_name() {

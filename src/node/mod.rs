@@ -135,6 +135,13 @@ impl Node {
             config.mdns,
             &config.listen,
         )?;
+        info!(
+            peer_id = %state.peer_id,
+            address = %state.address,
+            network = %state.params.name,
+            height = state.chain.height(),
+            "node started"
+        );
         let (command_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let handle = NodeHandle::new(command_tx, events);
         Ok((
@@ -149,7 +156,7 @@ impl Node {
     }
 
     /// Runs until `shutdown` completes or a [`Command::Shutdown`] arrives; then stops mining.
-    /// Every block is committed to the store as it is accepted, so nothing is left to flush.
+    /// Every block is committed to the store as it is accepted, so nothing is left to write.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -117,7 +117,6 @@ impl NodeState {
                 }
             }
         }
-        info!(%peer_id, %address, network = %params.name, height = chain.height(), "node started");
         let state = NodeState {
             params,
             chain,

@@ -3,8 +3,10 @@
 //! Layout:
 //! - [`ledger`]: consensus, pure and synchronous: blocks, transactions, proof of work,
 //!   validation, chain and fork choice, mempool, storage
-//! - [`net`]: libp2p behaviours and wire messages (bytes from peers become typed values here)
-//! - [`node`]: the event loop that owns the swarm, the chain, the mempool and the store
+//! - [`net`]: owns the libp2p swarm and the wire: bytes from peers become typed events here,
+//!   and the node's typed commands become swarm calls
+//! - [`node`]: the one owner of the chain, the mempool and the store, driven by the network's
+//!   typed events, the console's commands and the miner
 //! - [`console`]: stdin commands to the node, replies and events printed for humans or as JSON
 //! - [`cli`]: command-line flags
 

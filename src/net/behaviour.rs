@@ -2,7 +2,7 @@
 //!
 //! TCP + noise + yamux carry gossipsub (blocks and transactions, validated before they are
 //! forwarded), the sync request-response protocol, identify, ping (failures close the
-//! connection; the node does that) and, when enabled, mDNS discovery.
+//! connection; the node decides that) and, when enabled, mDNS discovery.
 
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often mDNS asks the LAN who is there, so a missed first answer is retried within seconds.
 pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The swarm type the node owns.
+/// The swarm type the [`super::network::Network`] owns.
 pub type NodeSwarm = libp2p::Swarm<Behaviour>;
 
 /// Every protocol a node speaks, as one behaviour.
@@ -47,7 +47,7 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-/// An event from one of the behaviours, as the swarm reports it to the node.
+/// An event from one of the behaviours, as the swarm reports it to the network.
 // Each event is moved once, from the swarm to its handler: boxing the large ones buys nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
@@ -80,7 +80,7 @@ from_event!(Identify, identify::Event);
 from_event!(Ping, ping::Event);
 from_event!(Mdns, mdns::Event);
 
-/// Why the swarm could not be built.
+/// Why the swarm could not be built or started.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// The transport (TCP, noise, yamux) could not be set up.
@@ -89,6 +89,22 @@ pub enum NetError {
     /// A behaviour refused its configuration.
     #[error("behaviour setup failed: {0}")]
     Behaviour(String),
+    /// A listen address was refused.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: libp2p::Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// Subscribing to a gossip topic failed.
+    #[error("cannot subscribe to {topic}: {reason}")]
+    Subscribe {
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The gossipsub configuration: content-addressed message ids, validation before forwarding,

@@ -74,8 +74,6 @@ pub struct PeerEntry {
     pub height: Option<u64>,
     /// Its tip hash, from its status.
     pub tip: Option<BlockHash>,
-    /// True once its status showed our genesis.
-    pub handshaken: bool,
     score: u32,
     banned_until: Option<Instant>,
     next_dial: Option<Instant>,
@@ -89,12 +87,16 @@ impl PeerEntry {
             connections: HashMap::new(),
             height: None,
             tip: None,
-            handshaken: false,
             score: 0,
             banned_until: None,
             next_dial: None,
             backoff: INITIAL_BACKOFF,
         }
+    }
+
+    /// Its misbehaviour score: offences add up to a ban at [`BAN_SCORE`], which resets it.
+    pub fn score(&self) -> u32 {
+        self.score
     }
 
     /// True while at least one connection is open.
@@ -278,7 +280,6 @@ impl PeerBook {
         if entry.connections.remove(&connection).is_none() || entry.is_connected() {
             return false;
         }
-        entry.handshaken = false;
         entry.next_dial = Some(now + INITIAL_BACKOFF);
         true
     }
@@ -327,7 +328,6 @@ impl PeerBook {
         if let Some(entry) = self.peers.get_mut(peer) {
             entry.height = Some(height);
             entry.tip = Some(tip);
-            entry.handshaken = true;
         }
     }
 

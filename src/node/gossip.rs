@@ -1,0 +1,298 @@
+//! Gossip: the node's verdict on blocks and transactions peers gossip, and its own publishing.
+//!
+//! Rules it keeps: every gossiped message gets a verdict reported back to the network (Accept
+//! forwards it; Ignore drops it without blame; Reject drops it and the sender is penalised);
+//! a block is forwarded only once it is on our main chain and fully validated; a block whose
+//! parent we lack starts a sync with its sender; a transaction is held against its sender only
+//! if no state could make it valid. Publishing before any peer subscribed is the network's
+//! concern: it holds the message until a peer does.
+
+use std::time::Instant;
+
+use libp2p::PeerId;
+use tracing::{debug, warn};
+
+use super::peers::Offence;
+use super::state::{now_ms, NodeState, Source};
+use crate::ledger::{Block, BlockError, MempoolError, Placement, Transaction, TxError};
+use crate::net::{Acceptance, MessageToken, NetCommand, Publication};
+
+impl NodeState {
+    /// A peer gossiped a block: offer it to the chain and report the verdict.
+    pub(super) fn on_gossip_block(&mut self, from: PeerId, message: MessageToken, block: Block) {
+        let acceptance = self.judge_gossip_block(from, block);
+        self.push(NetCommand::ReportValidation {
+            message,
+            from,
+            acceptance,
+        });
+    }
+
+    fn judge_gossip_block(&mut self, from: PeerId, block: Block) -> Acceptance {
+        let height = block.height();
+        let now = Instant::now();
+        match self.chain.accept_block(block, now_ms()) {
+            Ok(accepted) => {
+                let placement = accepted.placement.clone();
+                if !self.apply_accepted(accepted, Source::Peer(from)) {
+                    self.penalise(from, Offence::InvalidBlock);
+                    return Acceptance::Reject;
+                }
+                match placement {
+                    Placement::MainChain => {
+                        self.book.saw_height(&from, height);
+                        Acceptance::Accept
+                    }
+                    // A side-branch block has passed only the checks that need no state: it is
+                    // kept, but forwarded only once it is on a main chain and fully validated.
+                    Placement::SideBranch => {
+                        self.book.saw_height(&from, height);
+                        Acceptance::Ignore
+                    }
+                    Placement::AlreadyKnown => Acceptance::Ignore,
+                    Placement::Orphan { missing } => {
+                        debug!(%from, height, %missing, "block with an unknown ancestor; syncing from its sender");
+                        let actions = self.sync.orphan_from(from, height, self.local(), now);
+                        self.apply_sync(actions);
+                        Acceptance::Ignore
+                    }
+                }
+            }
+            Err(error @ BlockError::TimestampTooFarAhead { .. }) => {
+                debug!(%from, %error, "block from the future");
+                Acceptance::Ignore
+            }
+            Err(error) => {
+                warn!(%from, %error, "invalid block");
+                self.penalise(from, Offence::InvalidBlock);
+                Acceptance::Reject
+            }
+        }
+    }
+
+    /// A peer gossiped a transaction: offer it to the mempool and report the verdict.
+    pub(super) fn on_gossip_tx(&mut self, from: PeerId, message: MessageToken, tx: Transaction) {
+        let acceptance = self.accept_peer_tx(from, tx);
+        self.push(NetCommand::ReportValidation {
+            message,
+            from,
+            acceptance,
+        });
+    }
+
+    /// Offers a transaction a peer sent (by gossip or in a mempool answer) to the mempool, and
+    /// penalises the peer if no state could make it valid.
+    pub(super) fn accept_peer_tx(&mut self, from: PeerId, tx: Transaction) -> Acceptance {
+        match self.mempool.add(tx, self.chain.state()) {
+            Ok(txid) => {
+                self.emit(super::Event::TxAccepted {
+                    txid,
+                    source: Source::Peer(from).label(),
+                });
+                Acceptance::Accept
+            }
+            // Nonces, balances and a full pool depend on what a node has seen: honest peers
+            // may differ, so such a transaction is dropped, not held against its sender.
+            Err(
+                MempoolError::AlreadyKnown(_)
+                | MempoolError::Full { .. }
+                | MempoolError::Invalid(TxError::BadNonce { .. } | TxError::InsufficientFunds { .. }),
+            ) => Acceptance::Ignore,
+            Err(error) => {
+                warn!(%from, %error, "invalid transaction");
+                self.penalise(from, Offence::InvalidTransaction);
+                Acceptance::Reject
+            }
+        }
+    }
+
+    /// Gossips a block that joined our main chain.
+    pub(super) fn publish_block(&mut self, block: &Block) {
+        self.push(NetCommand::Publish(Publication::Block(block.clone())));
+    }
+
+    /// Gossips a transaction that entered our mempool.
+    pub(super) fn publish_tx(&mut self, tx: &Transaction) {
+        self.push(NetCommand::Publish(Publication::Tx(tx.clone())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::event::Event;
+    use super::super::peers::BAN_SCORE;
+    use super::super::state::fixtures::{mined_child, TestNode};
+    use crate::ledger::{Address, Chain, Transaction};
+    use crate::net::protocol::SyncRequest;
+    use crate::net::{Acceptance, MessageToken, NetCommand, NetEvent};
+
+    fn message(n: u8) -> MessageToken {
+        MessageToken(vec![n; 32])
+    }
+
+    #[test]
+    fn a_valid_gossiped_block_is_accepted_and_reported_as_accepted() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        let block = mined_child(&params, &params.genesis(), Address([7; 20]), params.reward);
+        let hash = block.block_hash();
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: message(1),
+            block,
+        });
+        assert_eq!(
+            node.commands(),
+            vec![NetCommand::ReportValidation {
+                message: message(1),
+                from: peer,
+                acceptance: Acceptance::Accept,
+            }]
+        );
+        assert_eq!(
+            node.emitted(),
+            vec![Event::BlockAccepted {
+                height: 1,
+                hash,
+                source: peer.to_string(),
+            }]
+        );
+        assert_eq!(node.state.chain.tip(), hash);
+        assert_eq!(node.state.book.get(&peer).and_then(|e| e.height), Some(1));
+    }
+
+    #[test]
+    fn an_invalid_gossiped_block_is_rejected_and_its_sender_banned() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        let greedy = mined_child(
+            &params,
+            &params.genesis(),
+            Address([7; 20]),
+            params.reward + 1,
+        );
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: message(2),
+            block: greedy,
+        });
+        assert_eq!(
+            node.commands(),
+            vec![
+                NetCommand::Disconnect(peer),
+                NetCommand::ReportValidation {
+                    message: message(2),
+                    from: peer,
+                    acceptance: Acceptance::Reject,
+                },
+            ]
+        );
+        assert!(node.state.book.is_banned(&peer, std::time::Instant::now()));
+        assert_eq!(node.state.chain.height(), 0);
+        assert!(node.emitted().is_empty());
+    }
+
+    #[test]
+    fn undecodable_gossip_costs_its_sender_half_a_ban() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        node.feed(NetEvent::GossipGarbage {
+            from: peer,
+            error: crate::ledger::encode::DecodeError::TrailingBytes(1),
+        });
+        assert!(node.commands().is_empty(), "one offence does not ban");
+        assert_eq!(
+            node.state.book.get(&peer).map(|e| e.score()),
+            Some(BAN_SCORE / 2)
+        );
+    }
+
+    #[test]
+    fn a_gossiped_block_whose_parent_is_unknown_starts_a_sync_with_its_sender() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        let parent = mined_child(&params, &params.genesis(), Address([7; 20]), params.reward);
+        let orphan = mined_child(&params, &parent, Address([7; 20]), params.reward);
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: message(3),
+            block: orphan,
+        });
+        let commands = node.commands();
+        let ours = Chain::new(params.clone()).locator();
+        assert!(
+            commands.iter().any(|c| matches!(
+                c,
+                NetCommand::Request {
+                    peer: p,
+                    request: SyncRequest::GetBlocks { locator, .. },
+                    ..
+                } if *p == peer && *locator == ours
+            )),
+            "a GetBlocks request to the sender: {commands:?}"
+        );
+        assert_eq!(
+            commands.last(),
+            Some(&NetCommand::ReportValidation {
+                message: message(3),
+                from: peer,
+                acceptance: Acceptance::Ignore,
+            })
+        );
+        assert!(matches!(
+            node.emitted()[..],
+            [Event::SyncStarted { to_height: 2, .. }]
+        ));
+        assert_eq!(node.state.sync.active_peer(), Some(peer));
+    }
+
+    #[test]
+    fn a_gossiped_transfer_of_nothing_is_rejected_and_its_sender_penalised() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let nothing = Transaction::sign_transfer(&key, Address([1; 20]), 0, 1, 0);
+        node.feed(NetEvent::GossipTx {
+            from: peer,
+            message: message(4),
+            tx: nothing,
+        });
+        assert_eq!(
+            node.commands(),
+            vec![NetCommand::ReportValidation {
+                message: message(4),
+                from: peer,
+                acceptance: Acceptance::Reject,
+            }]
+        );
+        assert_eq!(
+            node.state.book.get(&peer).map(|e| e.score()),
+            Some(BAN_SCORE / 2)
+        );
+    }
+
+    #[test]
+    fn a_gossiped_transfer_from_an_empty_account_is_ignored_without_blame() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let broke = Transaction::sign_transfer(&key, Address([1; 20]), 5, 1, 0);
+        node.feed(NetEvent::GossipTx {
+            from: peer,
+            message: message(5),
+            tx: broke,
+        });
+        assert_eq!(
+            node.commands(),
+            vec![NetCommand::ReportValidation {
+                message: message(5),
+                from: peer,
+                acceptance: Acceptance::Ignore,
+            }]
+        );
+        assert_eq!(node.state.book.get(&peer).map(|e| e.score()), Some(0));
+    }
+}

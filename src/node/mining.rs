@@ -1,0 +1,214 @@
+//! Mining: what the node wants mined, the attempt running, and what to do with a found block.
+//!
+//! Rules it keeps: mining runs on miner threads (see [`crate::ledger::pow`]) and reports back
+//! over a channel tagged with the attempt's generation; any tip change, or nobody wanting
+//! blocks any more, cancels a stale attempt and starts one on the new tip; a `mine` command is
+//! answered once its count of blocks joined the main chain; at most [`MAX_MINE_REQUESTS`]
+//! commands wait at once.
+
+use std::collections::VecDeque;
+
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::command::{CommandError, Reply};
+use super::event::MineView;
+use super::state::{now_ms, NodeState, Source};
+use crate::ledger::pow::{self, MiningHandle, MiningOutcome};
+use crate::ledger::{BlockHash, Placement};
+
+/// Most `mine` commands waiting at once.
+const MAX_MINE_REQUESTS: usize = 16;
+/// Bytes a block template leaves for the header and the coinbase.
+const TEMPLATE_HEADROOM: usize = 1024;
+
+/// A `mine` command being carried out.
+struct MineRequest {
+    count: u64,
+    mined: u64,
+    reply: Reply<MineView>,
+}
+
+/// The attempt running on the miner threads.
+struct Job {
+    handle: MiningHandle,
+    parent: BlockHash,
+    generation: u64,
+}
+
+/// The miner's side of the node: what is wanted, and the attempt running.
+pub(super) struct Miner {
+    threads: usize,
+    /// Whether to mine continuously.
+    pub(super) automine: bool,
+    requests: VecDeque<MineRequest>,
+    job: Option<Job>,
+    generation: u64,
+    outcomes: mpsc::Sender<(u64, MiningOutcome)>,
+}
+
+impl Miner {
+    /// An idle miner on `threads` threads (at least one) reporting to `outcomes`.
+    pub(super) fn new(threads: usize, outcomes: mpsc::Sender<(u64, MiningOutcome)>) -> Self {
+        Self {
+            threads: threads.max(1),
+            automine: false,
+            requests: VecDeque::new(),
+            job: None,
+            generation: 0,
+            outcomes,
+        }
+    }
+
+    fn wanted(&self) -> bool {
+        self.automine || !self.requests.is_empty()
+    }
+
+    /// Queues a `mine` command for `count` blocks (at least one).
+    pub(super) fn request(&mut self, count: u64, reply: Reply<MineView>) {
+        if self.requests.len() >= MAX_MINE_REQUESTS {
+            let _ = reply.send(Err(CommandError::MinerBusy));
+        } else {
+            self.requests.push_back(MineRequest {
+                count: count.max(1),
+                mined: 0,
+                reply,
+            });
+        }
+    }
+}
+
+impl NodeState {
+    /// Cancels an attempt on a stale tip or one nobody wants, and starts one when wanted.
+    pub(super) fn update_mining(&mut self) {
+        let tip = self.chain.tip();
+        if let Some(job) = &self.miner.job {
+            if job.parent == tip && self.miner.wanted() {
+                return;
+            }
+            job.handle.cancel();
+            self.miner.job = None;
+        }
+        if !self.miner.wanted() {
+            return;
+        }
+        let txs = self.mempool.template(
+            self.params.max_block_txs.saturating_sub(1),
+            self.params
+                .max_block_bytes
+                .saturating_sub(TEMPLATE_HEADROOM),
+        );
+        let block = self.chain.block_template(self.address, txs, now_ms());
+        self.miner.generation += 1;
+        let generation = self.miner.generation;
+        let outcomes = self.miner.outcomes.clone();
+        let handle = pow::start_mining(block, self.miner.threads, move |outcome| {
+            // The loop drains this channel continuously; a full channel can only hold
+            // outcomes of attempts that were already replaced.
+            let _ = outcomes.try_send((generation, outcome));
+        });
+        self.miner.job = Some(Job {
+            handle,
+            parent: tip,
+            generation,
+        });
+    }
+
+    /// Cancels the running attempt, if any (the node is stopping).
+    pub(super) fn stop_mining(&mut self) {
+        if let Some(job) = self.miner.job.take() {
+            job.handle.cancel();
+        }
+    }
+
+    /// An attempt ended: a found block is offered to the chain and, on the main chain,
+    /// gossiped and counted for the oldest `mine` command.
+    pub(super) fn on_mined(&mut self, generation: u64, outcome: MiningOutcome) {
+        if self
+            .miner
+            .job
+            .as_ref()
+            .is_some_and(|j| j.generation == generation)
+        {
+            self.miner.job = None;
+        }
+        let MiningOutcome::Found(block) = outcome else {
+            return;
+        };
+        let (height, hash) = (block.height(), block.block_hash());
+        match self.chain.accept_block(block.clone(), now_ms()) {
+            Ok(accepted) => {
+                let on_main_chain = accepted.placement == Placement::MainChain;
+                self.apply_accepted(accepted, Source::Mined);
+                if on_main_chain {
+                    info!(height, %hash, "mined a block");
+                    self.publish_block(&block);
+                    self.count_mined(height, hash);
+                }
+            }
+            Err(error) => warn!(%error, "mined block refused"),
+        }
+    }
+
+    fn count_mined(&mut self, height: u64, hash: BlockHash) {
+        let Some(request) = self.miner.requests.front_mut() else {
+            return;
+        };
+        request.mined += 1;
+        if request.mined >= request.count {
+            if let Some(done) = self.miner.requests.pop_front() {
+                let _ = done.reply.send(Ok(MineView {
+                    height,
+                    hash,
+                    mined: done.mined,
+                }));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::oneshot;
+
+    use super::super::event::Event;
+    use super::super::state::fixtures::{mined_child, TestNode};
+    use crate::ledger::pow::MiningOutcome;
+    use crate::net::{NetCommand, Publication};
+
+    #[test]
+    fn a_mined_block_joins_the_chain_is_published_and_answers_the_mine_command() {
+        let mut node = TestNode::new();
+        let (reply, mut answer) = oneshot::channel();
+        node.state.miner.request(1, reply);
+        let params = node.state.params.clone();
+        let address = node.state.address;
+        let block = mined_child(&params, &params.genesis(), address, params.reward);
+        let hash = block.block_hash();
+        node.state.on_mined(0, MiningOutcome::Found(block.clone()));
+        assert_eq!(
+            node.commands(),
+            vec![NetCommand::Publish(Publication::Block(block))]
+        );
+        assert!(matches!(
+            node.emitted()[..],
+            [Event::BlockAccepted { height: 1, .. }]
+        ));
+        let view = answer.try_recv().expect("answered").expect("mined");
+        assert_eq!((view.height, view.hash, view.mined), (1, hash, 1));
+    }
+
+    #[test]
+    fn a_seventeenth_waiting_mine_command_is_refused_as_busy() {
+        let mut node = TestNode::new();
+        let mut answers = Vec::new();
+        for _ in 0..=super::MAX_MINE_REQUESTS {
+            let (reply, answer) = oneshot::channel();
+            node.state.miner.request(3, reply);
+            answers.push(answer);
+        }
+        let last = answers.last_mut().expect("one answer").try_recv();
+        assert_eq!(last, Ok(Err(super::CommandError::MinerBusy)));
+        assert!(answers[0].try_recv().is_err(), "the first still waits");
+    }
+}

@@ -1,0 +1,423 @@
+//! The node's state and the door every network event comes in by.
+//!
+//! [`NodeState`] owns the chain, the mempool, the store, the peer book, the sync state and the
+//! miner. It takes [`NetEvent`]s in [`NodeState::on_net_event`], sends each to the room that
+//! handles it (`gossip`, `sync_io`, `connections`), and pushes the [`NetCommand`]s its
+//! decisions need to an outbox that the run loop drains; it does no I/O itself, so every
+//! decision can be tested by feeding events. This file also keeps what all rooms share: what an
+//! accepted block changes (store, mempool, events), penalties, the once-a-second tick.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use libp2p::{identity, Multiaddr, PeerId};
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, info, warn};
+
+use super::connections::DialPurpose;
+use super::event::Event;
+use super::mempool_fetch::MempoolFetches;
+use super::mining::Miner;
+use super::peers::{split_peer_id, Offence, PeerBook};
+use super::sync::{Local, SyncManager};
+use super::sync_io::Pending;
+use super::NodeError;
+use crate::ledger::pow::MiningOutcome;
+use crate::ledger::{
+    Accepted, Address, BlockHash, Chain, Mempool, NetworkParams, PublicKey, Store,
+};
+use crate::net::protocol::Status;
+use crate::net::{DialId, NetCommand, NetEvent, RequestId};
+
+/// Most pending transactions.
+const MEMPOOL_CAPACITY: usize = 10_000;
+/// How often every peer is asked for its status again.
+const STATUS_POLL: Duration = Duration::from_secs(10);
+
+/// Who a block or transaction came from.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source {
+    Mined,
+    Local,
+    Peer(PeerId),
+}
+
+impl Source {
+    /// The `source` field of the console's events.
+    pub(super) fn label(self) -> String {
+        match self {
+            Source::Mined => "mined".to_string(),
+            Source::Local => "local".to_string(),
+            Source::Peer(peer) => peer.to_string(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, as block timestamps count them.
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Everything the node owns, and the outbox of what it wants done on the network.
+pub(crate) struct NodeState {
+    pub(super) params: NetworkParams,
+    pub(super) chain: Chain,
+    pub(super) mempool: Mempool,
+    pub(super) store: Store,
+    pub(super) key: SigningKey,
+    pub(super) address: Address,
+    pub(super) peer_id: PeerId,
+    pub(super) events: broadcast::Sender<Event>,
+    pub(super) book: PeerBook,
+    pub(super) sync: SyncManager,
+    pub(super) mempool_fetches: MempoolFetches,
+    pub(super) requests: HashMap<RequestId, Pending>,
+    pub(super) next_request: u64,
+    pub(super) dials: HashMap<DialId, DialPurpose>,
+    pub(super) next_dial: u64,
+    pub(super) miner: Miner,
+    pub(super) listen: Vec<Multiaddr>,
+    pub(super) next_status_poll: Instant,
+    outbox: VecDeque<NetCommand>,
+}
+
+impl NodeState {
+    /// Restores the node from `store`: its chain, and its key, returned also as the libp2p
+    /// identity. `peers` are the addresses to dial from the start.
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] if the store cannot be read, [`NodeError::BadNodeKey`] if the key
+    /// is not an ed25519 key.
+    pub(super) fn open(
+        params: NetworkParams,
+        store: Store,
+        mine_threads: usize,
+        peers: &[Multiaddr],
+        events: broadcast::Sender<Event>,
+        outcomes: mpsc::Sender<(u64, MiningOutcome)>,
+    ) -> Result<(NodeState, identity::Keypair), NodeError> {
+        let chain = store.load_chain()?;
+        let secret = store.node_key()?;
+        let key = SigningKey::from_bytes(&secret);
+        let address = PublicKey(key.verifying_key().to_bytes()).address();
+        let keypair =
+            identity::Keypair::ed25519_from_bytes(secret).map_err(|_| NodeError::BadNodeKey)?;
+        let peer_id = keypair.public().to_peer_id();
+
+        let now = Instant::now();
+        let mut book = PeerBook::new();
+        for addr in peers {
+            match split_peer_id(addr) {
+                (addr, Some(peer)) => book.add_peer(peer, addr, now),
+                (addr, None) => {
+                    book.add_bootstrap(addr, now);
+                }
+            }
+        }
+        let state = NodeState {
+            params,
+            chain,
+            mempool: Mempool::new(MEMPOOL_CAPACITY),
+            store,
+            key,
+            address,
+            peer_id,
+            events,
+            book,
+            sync: SyncManager::new(),
+            mempool_fetches: MempoolFetches::new(),
+            requests: HashMap::new(),
+            next_request: 0,
+            dials: HashMap::new(),
+            next_dial: 0,
+            miner: Miner::new(mine_threads, outcomes),
+            listen: Vec::new(),
+            next_status_poll: now + STATUS_POLL,
+            outbox: VecDeque::new(),
+        };
+        Ok((state, keypair))
+    }
+
+    /// The hash of our network's genesis block (the network's identity).
+    pub(super) fn genesis_hash(&self) -> BlockHash {
+        self.chain.genesis_hash()
+    }
+
+    /// The oldest command not yet handed to the network.
+    pub(super) fn next_command(&mut self) -> Option<NetCommand> {
+        self.outbox.pop_front()
+    }
+
+    /// Queues a command for the network.
+    pub(super) fn push(&mut self, command: NetCommand) {
+        self.outbox.push_back(command);
+    }
+
+    /// Takes one network event: the room that owns it decides.
+    pub(super) fn on_net_event(&mut self, event: NetEvent) {
+        let now = Instant::now();
+        match event {
+            NetEvent::GossipBlock {
+                from,
+                message,
+                block,
+            } => self.on_gossip_block(from, message, block),
+            NetEvent::GossipTx { from, message, tx } => self.on_gossip_tx(from, message, tx),
+            NetEvent::GossipGarbage { from, error } => {
+                debug!(%from, %error, "undecodable gossip");
+                self.penalise(from, Offence::Garbage);
+            }
+            NetEvent::SyncRequested {
+                peer,
+                request,
+                channel,
+            } => self.on_sync_request(peer, request, channel),
+            NetEvent::SyncAnswered {
+                peer,
+                request,
+                response,
+            } => self.on_sync_answer(peer, request, response),
+            NetEvent::SyncFailed {
+                peer,
+                request,
+                failure,
+            } => self.on_sync_failure(peer, request, failure),
+            NetEvent::InboundGarbage { peer } => self.penalise(peer, Offence::Garbage),
+            NetEvent::PeerConnected {
+                peer,
+                connection,
+                remote,
+                dialer,
+            } => self.on_connected(peer, connection, remote, dialer, now),
+            NetEvent::PeerDisconnected { peer, connection } => {
+                self.on_disconnected(peer, connection, now);
+            }
+            NetEvent::DialFailed {
+                connection,
+                self_dial,
+            } => {
+                let myself = self_dial.then_some(self.peer_id);
+                self.book.dial_failed(connection, myself);
+            }
+            NetEvent::DialStarted { dial, connection } => {
+                self.on_dial_outcome(dial, connection, Ok(()), now);
+            }
+            NetEvent::DialRefused {
+                dial,
+                connection,
+                reason,
+            } => self.on_dial_outcome(dial, connection, Err(reason), now),
+            NetEvent::Discovered { peer, addr } => self.on_discovered(peer, addr, now),
+            NetEvent::Pong { connection } => self.book.pong(connection, now),
+            NetEvent::PingFailed {
+                peer,
+                connection,
+                reason,
+            } => {
+                info!(%peer, error = %reason, "ping failed; closing the connection");
+                self.push(NetCommand::CloseConnection(connection));
+            }
+            NetEvent::ForeignProtocol { peer, version } => {
+                info!(peer_id = %peer, %version, "not a gossipchain peer");
+                self.push(NetCommand::Disconnect(peer));
+            }
+            NetEvent::Listening { address } => {
+                info!(%address, "listening");
+                self.listen.push(address.clone());
+                let full = address.with(libp2p::multiaddr::Protocol::P2p(self.peer_id));
+                self.emit(Event::Listening {
+                    address: full.to_string(),
+                });
+            }
+            NetEvent::ListenExpired { address } => self.listen.retain(|a| *a != address),
+        }
+    }
+
+    /// Called about once a second: closes silent connections, re-dials, moves the sync on,
+    /// asks for mempools that became due and polls every peer's status now and then.
+    pub(super) fn on_tick(&mut self) {
+        let now = Instant::now();
+        for connection in self.book.silent_connections(now) {
+            info!(
+                ?connection,
+                "no ping answered for a while; closing the connection"
+            );
+            self.push(NetCommand::CloseConnection(connection));
+        }
+        self.dial_due(now);
+        let actions = self.sync.tick(self.local(), now);
+        self.apply_sync(actions);
+        self.fetch_due_mempools();
+        if now >= self.next_status_poll {
+            self.next_status_poll = now + STATUS_POLL;
+            let peers: Vec<PeerId> = self.book.connected().map(|(p, _)| *p).collect();
+            for peer in peers {
+                self.send_status(peer);
+            }
+        }
+    }
+
+    /// Sends an event to every subscriber (the console, tests).
+    pub(super) fn emit(&self, event: Event) {
+        debug!(?event, "event");
+        let _ = self.events.send(event);
+    }
+
+    /// Our chain as the sync decisions need it.
+    pub(super) fn local(&self) -> Local {
+        Local {
+            height: self.chain.height(),
+            work: self.chain.total_work(),
+        }
+    }
+
+    /// Our status, as sent to peers.
+    pub(super) fn status(&self) -> Status {
+        Status {
+            genesis: self.chain.genesis_hash(),
+            height: self.chain.height(),
+            tip: self.chain.tip(),
+            total_work: self.chain.total_work(),
+        }
+    }
+
+    /// Adds an offence to a peer's score, and disconnects it if that bans it.
+    pub(super) fn penalise(&mut self, peer: PeerId, offence: Offence) {
+        warn!(%peer, ?offence, "peer misbehaved");
+        if self.book.penalise(&peer, offence, Instant::now()) {
+            warn!(%peer, "peer banned");
+            self.push(NetCommand::Disconnect(peer));
+        }
+    }
+
+    /// Stores what the chain accepted, updates the mempool and reports the tip change.
+    /// Returns false if the offered block itself was found invalid while activating the new
+    /// best branch (adopted orphans that fail came from other senders).
+    pub(super) fn apply_accepted(&mut self, accepted: Accepted, source: Source) -> bool {
+        if let Err(error) = self.store.commit(&accepted) {
+            warn!(%error, "store commit failed");
+        }
+        for (hash, error) in &accepted.invalid {
+            warn!(%hash, %error, "block found invalid on activation");
+        }
+        if let Some(change) = &accepted.tip_change {
+            self.mempool.on_tip_change(change, self.chain.state());
+            if change.depth() > 0 {
+                info!(
+                    depth = change.depth(),
+                    fork_height = change.fork_height,
+                    "reorg"
+                );
+                self.emit(Event::Reorg {
+                    old_tip: change.old_tip,
+                    new_tip: change.new_tip,
+                    depth: change.depth(),
+                    fork_height: change.fork_height,
+                });
+            }
+            for block in &change.connected {
+                self.emit(Event::BlockAccepted {
+                    height: block.height(),
+                    hash: block.block_hash(),
+                    source: source.label(),
+                });
+            }
+        }
+        !accepted.offered_block_invalid()
+    }
+}
+
+/// Builders for unit tests: a node on a fresh store, blocks mined for it, events fed to it.
+#[cfg(test)]
+pub(super) mod fixtures {
+    use std::sync::atomic::AtomicBool;
+
+    use libp2p::swarm::ConnectionId;
+
+    use super::*;
+    use crate::ledger::block::compute_tx_root;
+    use crate::ledger::pow::mine_blocking;
+    use crate::ledger::{Block, BlockHeader, Transaction};
+
+    /// A node on a store in a temporary directory, with its event stream.
+    pub(in crate::node) struct TestNode {
+        pub(in crate::node) state: NodeState,
+        pub(in crate::node) events: broadcast::Receiver<Event>,
+        _dir: tempfile::TempDir,
+        _outcomes: mpsc::Receiver<(u64, MiningOutcome)>,
+    }
+
+    impl TestNode {
+        /// A fresh node on a network with difficulty 1, where any test can mine in microseconds.
+        pub(in crate::node) fn new() -> Self {
+            let params = NetworkParams::for_tests("node-tests", 1);
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let store = Store::open(dir.path(), &params).expect("store opens");
+            let (events_tx, events) = broadcast::channel(64);
+            let (outcomes, outcomes_rx) = mpsc::channel(4);
+            let (state, _) =
+                NodeState::open(params, store, 1, &[], events_tx, outcomes).expect("node opens");
+            Self {
+                state,
+                events,
+                _dir: dir,
+                _outcomes: outcomes_rx,
+            }
+        }
+
+        /// Feeds one network event.
+        pub(in crate::node) fn feed(&mut self, event: NetEvent) {
+            self.state.on_net_event(event);
+        }
+
+        /// Takes the commands the node has queued so far.
+        pub(in crate::node) fn commands(&mut self) -> Vec<NetCommand> {
+            std::iter::from_fn(|| self.state.next_command()).collect()
+        }
+
+        /// Takes the events the node has emitted so far.
+        pub(in crate::node) fn emitted(&mut self) -> Vec<Event> {
+            std::iter::from_fn(|| self.events.try_recv().ok()).collect()
+        }
+
+        /// A peer that connects (we dialed it) and whose opening commands are dropped.
+        pub(in crate::node) fn connected_peer(&mut self) -> PeerId {
+            let peer = PeerId::random();
+            self.feed(NetEvent::PeerConnected {
+                peer,
+                connection: ConnectionId::new_unchecked(1),
+                remote: "/ip4/127.0.0.1/tcp/4001".parse().expect("address"),
+                dialer: true,
+            });
+            self.commands();
+            self.emitted();
+            peer
+        }
+    }
+
+    /// A mined block on `parent` paying `to` a coinbase of `reward` and nothing else.
+    pub(in crate::node) fn mined_child(
+        params: &NetworkParams,
+        parent: &Block,
+        to: Address,
+        reward: u64,
+    ) -> Block {
+        let height = parent.header.height + 1;
+        let coinbase = Transaction::coinbase(height, to, reward);
+        let template = Block {
+            header: BlockHeader {
+                height,
+                prev_hash: parent.block_hash(),
+                tx_root: compute_tx_root(&[coinbase.compute_txid()]),
+                timestamp: parent.header.timestamp + 1_000,
+                difficulty: params.difficulty,
+                nonce: 0,
+            },
+            transactions: vec![coinbase],
+        };
+        mine_blocking(template, 1, &AtomicBool::new(false)).expect("an easy block is mined")
+    }
+}

@@ -1,0 +1,438 @@
+//! Sync I/O: what the node asks and answers on the sync protocol, and what it does with answers.
+//!
+//! The decisions of when to sync and from whom live in [`super::sync`] and
+//! [`super::mempool_fetch`]; this room carries them out: status exchange (a peer on another
+//! genesis is banned), `GetBlocks` requests built from the chain's locator and their batches
+//! offered to the chain in order, `GetMempool` requests and their transactions taken as if
+//! gossiped, and our answers to the same three requests, capped. Every outbound request is
+//! remembered by its [`RequestId`] until its answer or failure arrives; an answer of the wrong
+//! kind or garbage is the peer's offence.
+
+use std::time::Instant;
+
+use libp2p::PeerId;
+use tracing::{debug, info, warn};
+
+use super::event::Event;
+use super::peers::Offence;
+use super::state::{now_ms, NodeState, Source};
+use super::sync::{Batch, PeerTip, SyncAction};
+use crate::ledger::{Block, BlockError, BlockHash, Transaction};
+use crate::net::protocol::{
+    Status, SyncRequest, SyncResponse, MAX_BLOCKS_PER_RESPONSE, MAX_LOCATOR_LEN,
+    MAX_TXS_PER_RESPONSE, RESPONSE_BLOCK_BYTES, RESPONSE_TX_BYTES,
+};
+use crate::net::{Acceptance, InboundToken, NetCommand, RequestFailure, RequestId};
+
+/// What an outbound sync request was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pending {
+    Status,
+    Blocks,
+    Mempool,
+}
+
+impl NodeState {
+    /// Sends `request` to `peer`, remembering what it was.
+    fn send_request(&mut self, peer: PeerId, request: SyncRequest) {
+        let pending = match request {
+            SyncRequest::Status(_) => Pending::Status,
+            SyncRequest::GetBlocks { .. } => Pending::Blocks,
+            SyncRequest::GetMempool { .. } => Pending::Mempool,
+        };
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        self.requests.insert(id, pending);
+        self.push(NetCommand::Request { peer, id, request });
+    }
+
+    /// Sends our status to `peer`; its answer is its own.
+    pub(super) fn send_status(&mut self, peer: PeerId) {
+        let request = SyncRequest::Status(self.status());
+        self.send_request(peer, request);
+    }
+
+    /// A peer asked us something: answer it.
+    pub(super) fn on_sync_request(
+        &mut self,
+        peer: PeerId,
+        request: SyncRequest,
+        channel: InboundToken,
+    ) {
+        let response = self.answer(peer, request);
+        self.push(NetCommand::Respond { channel, response });
+    }
+
+    fn answer(&mut self, peer: PeerId, request: SyncRequest) -> SyncResponse {
+        match request {
+            SyncRequest::Status(status) => {
+                self.on_peer_status(peer, status);
+                SyncResponse::Status(self.status())
+            }
+            SyncRequest::GetBlocks {
+                locator,
+                max_blocks,
+            } => {
+                let max = max_blocks.min(MAX_BLOCKS_PER_RESPONSE) as usize;
+                let blocks = self
+                    .chain
+                    .blocks_after_locator(&locator, max, RESPONSE_BLOCK_BYTES);
+                SyncResponse::Blocks(blocks.iter().map(|b| Block::clone(b)).collect())
+            }
+            SyncRequest::GetMempool { max_txs } => {
+                let max = max_txs.min(MAX_TXS_PER_RESPONSE) as usize;
+                SyncResponse::Mempool(self.mempool.template(max, RESPONSE_TX_BYTES))
+            }
+        }
+    }
+
+    /// A peer answered one of our requests.
+    pub(super) fn on_sync_answer(
+        &mut self,
+        peer: PeerId,
+        request: RequestId,
+        response: SyncResponse,
+    ) {
+        match (self.requests.remove(&request), response) {
+            (Some(Pending::Status), SyncResponse::Status(status)) => {
+                self.on_peer_status(peer, status);
+            }
+            (Some(Pending::Blocks), SyncResponse::Blocks(blocks)) => self.on_blocks(peer, blocks),
+            (Some(Pending::Mempool), SyncResponse::Mempool(txs)) => self.on_mempool(peer, txs),
+            (Some(Pending::Blocks), _) => {
+                let actions = self.sync.request_failed(
+                    peer,
+                    Offence::BadResponse,
+                    self.local(),
+                    Instant::now(),
+                );
+                self.apply_sync(actions);
+            }
+            (Some(Pending::Status | Pending::Mempool), _) => {
+                self.penalise(peer, Offence::BadResponse);
+            }
+            (None, _) => {}
+        }
+    }
+
+    /// One of our requests failed: a failed block request ends the sync with that peer; any
+    /// garbage answer is the peer's offence.
+    pub(super) fn on_sync_failure(
+        &mut self,
+        peer: PeerId,
+        request: RequestId,
+        failure: RequestFailure,
+    ) {
+        let garbage = failure == RequestFailure::Garbage;
+        match self.requests.remove(&request) {
+            Some(Pending::Blocks) => {
+                let offence = if garbage {
+                    Offence::Garbage
+                } else {
+                    Offence::Unresponsive
+                };
+                let actions = self
+                    .sync
+                    .request_failed(peer, offence, self.local(), Instant::now());
+                self.apply_sync(actions);
+            }
+            Some(Pending::Status | Pending::Mempool) if garbage => {
+                self.penalise(peer, Offence::Garbage);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_peer_status(&mut self, peer: PeerId, status: Status) {
+        let now = Instant::now();
+        if status.genesis != self.chain.genesis_hash() {
+            info!(%peer, genesis = %status.genesis, "peer is on another network; disconnecting");
+            self.book.ban(peer, now);
+            self.push(NetCommand::Disconnect(peer));
+            return;
+        }
+        self.book.set_status(&peer, status.height, status.tip);
+        let tip = PeerTip {
+            height: status.height,
+            work: status.total_work,
+        };
+        let actions = self.sync.peer_status(peer, tip, self.local(), now);
+        self.apply_sync(actions);
+        if self
+            .mempool_fetches
+            .status(peer, status.total_work, self.chain.total_work())
+        {
+            self.send_get_mempool(peer);
+        }
+        // The sync this status started may have finished at once.
+        self.fetch_due_mempools();
+    }
+
+    /// Asks the peers whose claimed work our chain now has for their pending transactions.
+    pub(super) fn fetch_due_mempools(&mut self) {
+        for peer in self.mempool_fetches.due(self.chain.total_work()) {
+            self.send_get_mempool(peer);
+        }
+    }
+
+    fn send_get_mempool(&mut self, peer: PeerId) {
+        debug!(%peer, "asking for the peer's pending transactions");
+        let request = SyncRequest::GetMempool {
+            max_txs: MAX_TXS_PER_RESPONSE,
+        };
+        self.send_request(peer, request);
+    }
+
+    /// Takes a peer's pending transactions as if each had been gossiped by it. The first one no
+    /// state could make valid ends the answer: the peer is penalised once and the rest dropped.
+    fn on_mempool(&mut self, peer: PeerId, txs: Vec<Transaction>) {
+        let offered = txs.len();
+        let mut learned = 0usize;
+        for tx in txs {
+            match self.accept_peer_tx(peer, tx.clone()) {
+                Acceptance::Accept => {
+                    learned += 1;
+                    // What gossip would have forwarded is passed on, to reach the peers that
+                    // missed it too.
+                    self.publish_tx(&tx);
+                }
+                Acceptance::Ignore => {}
+                Acceptance::Reject => break,
+            }
+        }
+        debug!(%peer, offered, learned, "peer's pending transactions received");
+    }
+
+    fn on_blocks(&mut self, peer: PeerId, blocks: Vec<Block>) {
+        let batch = self.import_batch(peer, blocks);
+        let actions = self.sync.batch(peer, batch, self.local(), Instant::now());
+        self.apply_sync(actions);
+    }
+
+    /// Offers a sync answer's blocks to the chain in order, checking that they link up.
+    fn import_batch(&mut self, peer: PeerId, blocks: Vec<Block>) -> Batch {
+        let count = blocks.len();
+        let bytes: usize = blocks.iter().map(Block::encoded_len).sum();
+        let full = count >= MAX_BLOCKS_PER_RESPONSE as usize
+            || bytes + self.params.max_block_bytes > RESPONSE_BLOCK_BYTES;
+        let mut last: Option<BlockHash> = None;
+        for block in blocks {
+            let hash = block.block_hash();
+            let linked = match last {
+                Some(prev) => block.header.prev_hash == prev,
+                None => self.chain.block(&block.header.prev_hash).is_some(),
+            };
+            if !linked {
+                return Batch::Invalid(Offence::BadResponse);
+            }
+            match self.chain.accept_block(block, now_ms()) {
+                Ok(accepted) => {
+                    if !self.apply_accepted(accepted, Source::Peer(peer)) {
+                        return Batch::Invalid(Offence::InvalidBlock);
+                    }
+                }
+                Err(error @ BlockError::TimestampTooFarAhead { .. }) => {
+                    debug!(%peer, %error, "sync stopped at a block from the future");
+                    return Batch::Invalid(Offence::FalseStatus);
+                }
+                Err(error) => {
+                    warn!(%peer, %error, "invalid block in sync answer");
+                    return Batch::Invalid(Offence::InvalidBlock);
+                }
+            }
+            last = Some(hash);
+        }
+        match last {
+            Some(last) => Batch::Blocks { count, full, last },
+            None => Batch::Empty,
+        }
+    }
+
+    /// Carries out the sync state machine's decisions, in order.
+    pub(super) fn apply_sync(&mut self, actions: Vec<SyncAction>) {
+        for action in actions {
+            match action {
+                SyncAction::Started {
+                    peer,
+                    from_height,
+                    to_height,
+                } => {
+                    info!(%peer, from_height, to_height, "sync started");
+                    self.emit(Event::SyncStarted {
+                        peer_id: peer.to_string(),
+                        from_height,
+                        to_height,
+                    });
+                }
+                SyncAction::Request { peer, cursor } => {
+                    let mut locator: Vec<BlockHash> = cursor.into_iter().collect();
+                    locator.extend(self.chain.locator());
+                    locator.truncate(MAX_LOCATOR_LEN);
+                    let request = SyncRequest::GetBlocks {
+                        locator,
+                        max_blocks: MAX_BLOCKS_PER_RESPONSE,
+                    };
+                    self.send_request(peer, request);
+                }
+                SyncAction::Finished { peer, from_height } => {
+                    let to_height = self.chain.height();
+                    info!(%peer, from_height, to_height, "sync finished");
+                    self.emit(Event::SyncFinished {
+                        peer_id: peer.to_string(),
+                        from_height,
+                        to_height,
+                    });
+                    self.fetch_due_mempools();
+                }
+                SyncAction::Failed { peer, offence } => {
+                    info!(%peer, ?offence, "sync failed");
+                    self.penalise(peer, offence);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::event::Event;
+    use super::super::peers::BAN_SCORE;
+    use super::super::state::fixtures::{mined_child, TestNode};
+    use crate::ledger::{Address, BlockHash};
+    use crate::net::protocol::{Status, SyncRequest, SyncResponse};
+    use crate::net::{InboundToken, NetCommand, NetEvent, RequestFailure, RequestId};
+
+    fn request_ids(commands: &[NetCommand]) -> Vec<(RequestId, SyncRequest)> {
+        commands
+            .iter()
+            .filter_map(|c| match c {
+                NetCommand::Request { id, request, .. } => Some((*id, request.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_status_request_is_answered_with_our_status() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let ours = node.state.status();
+        node.feed(NetEvent::SyncRequested {
+            peer,
+            request: SyncRequest::Status(ours.clone()),
+            channel: InboundToken(7),
+        });
+        let commands = node.commands();
+        assert_eq!(
+            commands.last(),
+            Some(&NetCommand::Respond {
+                channel: InboundToken(7),
+                response: SyncResponse::Status(ours),
+            })
+        );
+        assert_eq!(node.state.book.get(&peer).and_then(|e| e.height), Some(0));
+    }
+
+    #[test]
+    fn a_status_from_another_network_bans_and_disconnects_the_peer() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let foreign = Status {
+            genesis: BlockHash([9; 32]),
+            height: 3,
+            tip: BlockHash([8; 32]),
+            total_work: 30,
+        };
+        node.feed(NetEvent::SyncRequested {
+            peer,
+            request: SyncRequest::Status(foreign),
+            channel: InboundToken(1),
+        });
+        let commands = node.commands();
+        assert_eq!(commands[0], NetCommand::Disconnect(peer));
+        assert!(matches!(commands[1], NetCommand::Respond { .. }));
+        assert!(node.state.book.is_banned(&peer, std::time::Instant::now()));
+    }
+
+    #[test]
+    fn a_new_peer_is_asked_for_its_status_and_then_its_mempool() {
+        let mut node = TestNode::new();
+        let peer = libp2p::PeerId::random();
+        node.feed(NetEvent::PeerConnected {
+            peer,
+            connection: libp2p::swarm::ConnectionId::new_unchecked(3),
+            remote: "/ip4/127.0.0.1/tcp/4002".parse().expect("address"),
+            dialer: false,
+        });
+        let asked = request_ids(&node.commands());
+        let [(id, SyncRequest::Status(_))] = asked[..] else {
+            panic!("a status request first: {asked:?}");
+        };
+        let theirs = node.state.status();
+        node.feed(NetEvent::SyncAnswered {
+            peer,
+            request: id,
+            response: SyncResponse::Status(theirs),
+        });
+        let asked = request_ids(&node.commands());
+        assert!(matches!(asked[..], [(_, SyncRequest::GetMempool { .. })]));
+    }
+
+    #[test]
+    fn blocks_answered_to_our_sync_request_join_the_chain_and_finish_the_sync() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        let one = mined_child(&params, &params.genesis(), Address([7; 20]), params.reward);
+        let two = mined_child(&params, &one, Address([7; 20]), params.reward);
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: crate::net::MessageToken(vec![1]),
+            block: two.clone(),
+        });
+        let asked = request_ids(&node.commands());
+        let [(id, SyncRequest::GetBlocks { .. })] = asked[..] else {
+            panic!("a block request: {asked:?}");
+        };
+        node.emitted();
+        node.feed(NetEvent::SyncAnswered {
+            peer,
+            request: id,
+            response: SyncResponse::Blocks(vec![one, two.clone()]),
+        });
+        assert_eq!(node.state.chain.tip(), two.block_hash());
+        let emitted = node.emitted();
+        assert!(matches!(
+            emitted.last(),
+            Some(Event::SyncFinished { to_height: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_garbage_answer_to_a_block_request_fails_the_sync_and_costs_the_peer() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        let one = mined_child(&params, &params.genesis(), Address([7; 20]), params.reward);
+        let two = mined_child(&params, &one, Address([7; 20]), params.reward);
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: crate::net::MessageToken(vec![1]),
+            block: two,
+        });
+        let asked = request_ids(&node.commands());
+        let [(id, _)] = asked[..] else {
+            panic!("a block request: {asked:?}");
+        };
+        node.feed(NetEvent::SyncFailed {
+            peer,
+            request: id,
+            failure: RequestFailure::Garbage,
+        });
+        assert_eq!(node.state.sync.active_peer(), None);
+        assert_eq!(
+            node.state.book.get(&peer).map(|e| e.score()),
+            Some(BAN_SCORE / 2)
+        );
+    }
+}

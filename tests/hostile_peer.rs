@@ -391,7 +391,8 @@ fn a_hostile_peer_cannot_disturb_honest_nodes_or_get_anything_invalid_forwarded(
     }
     invalid_blocks.extend(sync_blocks);
 
-    // Garbage and oversized sync requests get no answer, and A carries on.
+    // Garbage and oversized sync requests get no answer, cost their sender 50 each (so two of
+    // them ban it and A closes the connection), and A carries on.
     let mut asker = RawPeer::start(
         &rt,
         "sync: bad requests",
@@ -414,6 +415,10 @@ fn a_hostile_peer_cannot_disturb_honest_nodes_or_get_anything_invalid_forwarded(
         );
         a.request_within("status", Duration::from_secs(3));
     }
+    asker.wait(
+        |e| matches!(e, PeerEvent::Disconnected(p) if *p == a_peer),
+        WAIT,
+    );
     drop(asker);
 
     // A is unharmed: same tip, still answering.

@@ -12,7 +12,7 @@ use libp2p::{gossipsub, identify, identity, mdns, noise, ping, request_response,
 use sha2::{Digest, Sha256};
 
 use super::protocol::{
-    max_gossip_bytes, SyncCodec, SyncRequest, SyncResponse, IDENTIFY_PROTOCOL, SYNC_PROTOCOL,
+    max_gossip_bytes, RequestFrame, SyncCodec, SyncResponse, IDENTIFY_PROTOCOL, SYNC_PROTOCOL,
 };
 use crate::ledger::NetworkParams;
 
@@ -55,7 +55,7 @@ pub enum BehaviourEvent {
     /// A gossip message, subscription or other gossipsub event.
     Gossipsub(gossipsub::Event),
     /// A sync request, response or failure.
-    Sync(request_response::Event<SyncRequest, SyncResponse>),
+    Sync(request_response::Event<RequestFrame, SyncResponse>),
     /// A peer identified itself.
     Identify(identify::Event),
     /// A ping result.
@@ -75,7 +75,7 @@ macro_rules! from_event {
 }
 
 from_event!(Gossipsub, gossipsub::Event);
-from_event!(Sync, request_response::Event<SyncRequest, SyncResponse>);
+from_event!(Sync, request_response::Event<RequestFrame, SyncResponse>);
 from_event!(Identify, identify::Event);
 from_event!(Ping, ping::Event);
 from_event!(Mdns, mdns::Event);

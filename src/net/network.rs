@@ -24,8 +24,8 @@ use super::interface::{
     RequestFailure, RequestId,
 };
 use super::protocol::{
-    blocks_topic, decode_gossip_block, decode_gossip_tx, txs_topic, SyncRequest, SyncResponse,
-    IDENTIFY_PROTOCOL,
+    blocks_topic, decode_gossip_block, decode_gossip_tx, decode_request, txs_topic, RequestFrame,
+    SyncResponse, IDENTIFY_PROTOCOL,
 };
 use super::unannounced::{TopicKind, Unannounced};
 use crate::ledger::encode::encode;
@@ -129,7 +129,8 @@ impl Network {
                 self.publish(TopicKind::Txs, encode(&tx));
             }
             NetCommand::Request { peer, id, request } => {
-                let outbound = self.swarm.behaviour_mut().sync.send_request(&peer, request);
+                let frame = RequestFrame::encode(&request);
+                let outbound = self.swarm.behaviour_mut().sync.send_request(&peer, frame);
                 self.outbound.insert(outbound, id);
             }
             NetCommand::Respond { channel, response } => match self.inbound.remove(&channel) {
@@ -356,12 +357,21 @@ impl Network {
             .report_message_validation_result(message, from, MessageAcceptance::Reject);
     }
 
-    fn on_sync(&mut self, event: request_response::Event<SyncRequest, SyncResponse>) {
+    fn on_sync(&mut self, event: request_response::Event<RequestFrame, SyncResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
+                    let request = match decode_request(&request.0) {
+                        Ok(request) => request,
+                        Err(error) => {
+                            // Dropping the channel closes the stream unanswered.
+                            debug!(%peer, %error, "undecodable sync request");
+                            self.ready.push_back(NetEvent::InboundGarbage { peer });
+                            return;
+                        }
+                    };
                     let token = InboundToken(self.next_inbound);
                     self.next_inbound += 1;
                     self.inbound.insert(token, channel);
@@ -405,12 +415,10 @@ impl Network {
                     });
                 }
             }
+            // Garbage requests are caught above, where they are decoded; what fails here is the
+            // stream itself (closed, timed out, our answer refused), which costs the peer nothing.
             request_response::Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "sync request from peer failed");
-                if matches!(&error, request_response::InboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData)
-                {
-                    self.ready.push_back(NetEvent::InboundGarbage { peer });
-                }
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -178,6 +178,20 @@ pub fn decode_response(bytes: &[u8], max_bytes: usize) -> Result<SyncResponse, W
     }
 }
 
+/// A sync request as the codec frames it: the encoding going out, or the bytes that came in
+/// (at most [`MAX_REQUEST_BYTES`] plus one). The codec does not decode requests: libp2p drops an
+/// inbound request whose read fails without telling anyone, so the network decodes the bytes
+/// itself with [`decode_request`] and reports a refused one as garbage from its sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestFrame(pub Vec<u8>);
+
+impl RequestFrame {
+    /// The frame that carries `request`.
+    pub fn encode(request: &SyncRequest) -> Self {
+        Self(encode(request))
+    }
+}
+
 /// The request-response codec of the sync protocol: one bincode message each way, capped.
 #[derive(Debug, Clone)]
 pub struct SyncCodec {
@@ -202,15 +216,14 @@ async fn read_capped<T: AsyncRead + Unpin + Send>(io: &mut T, max: usize) -> io:
 
 impl libp2p::request_response::Codec for SyncCodec {
     type Protocol = StreamProtocol;
-    type Request = SyncRequest;
+    type Request = RequestFrame;
     type Response = SyncResponse;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncRequest>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<RequestFrame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_capped(io, MAX_REQUEST_BYTES).await?;
-        Ok(decode_request(&bytes)?)
+        Ok(RequestFrame(read_capped(io, MAX_REQUEST_BYTES).await?))
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<SyncResponse>
@@ -225,12 +238,12 @@ impl libp2p::request_response::Codec for SyncCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        request: SyncRequest,
+        request: RequestFrame,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&encode(&request)).await?;
+        io.write_all(&request.0).await?;
         io.close().await
     }
 
@@ -277,10 +290,11 @@ mod tests {
         };
         let mut codec = SyncCodec::new(&params());
         let mut wire = futures::io::Cursor::new(Vec::new());
-        block_on(codec.write_request(&SYNC_PROTOCOL, &mut wire, request.clone())).unwrap();
+        let frame = RequestFrame::encode(&request);
+        block_on(codec.write_request(&SYNC_PROTOCOL, &mut wire, frame)).unwrap();
         let mut reader = futures::io::Cursor::new(wire.into_inner());
         let back = block_on(codec.read_request(&SYNC_PROTOCOL, &mut reader)).unwrap();
-        assert_eq!(back, request);
+        assert_eq!(decode_request(&back.0), Ok(request));
     }
 
     #[test]
@@ -343,9 +357,12 @@ mod tests {
     fn an_oversized_stream_is_cut_at_the_cap_and_refused() {
         let mut codec = SyncCodec::new(&params());
         let mut reader = futures::io::Cursor::new(vec![0u8; 10 * MAX_REQUEST_BYTES]);
-        let err = block_on(codec.read_request(&SYNC_PROTOCOL, &mut reader)).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let frame = block_on(codec.read_request(&SYNC_PROTOCOL, &mut reader)).unwrap();
         assert_eq!(reader.position(), MAX_REQUEST_BYTES as u64 + 1);
+        assert!(matches!(
+            decode_request(&frame.0),
+            Err(WireError::Decode(DecodeError::TooLarge { .. }))
+        ));
     }
 
     #[test]
@@ -385,10 +402,11 @@ mod tests {
         let mut codec = SyncCodec::new(&params());
         let request = SyncRequest::GetMempool { max_txs: 99 };
         let mut wire = futures::io::Cursor::new(Vec::new());
-        block_on(codec.write_request(&SYNC_PROTOCOL, &mut wire, request.clone())).unwrap();
+        let frame = RequestFrame::encode(&request);
+        block_on(codec.write_request(&SYNC_PROTOCOL, &mut wire, frame)).unwrap();
         let mut reader = futures::io::Cursor::new(wire.into_inner());
         let back = block_on(codec.read_request(&SYNC_PROTOCOL, &mut reader)).unwrap();
-        assert_eq!(back, request);
+        assert_eq!(decode_request(&back.0), Ok(request));
 
         let response = SyncResponse::Mempool(transfers(3));
         let mut wire = futures::io::Cursor::new(Vec::new());

@@ -78,6 +78,14 @@ impl Miner {
     }
 }
 
+/// Hands a mining outcome to the event loop from a miner thread. It waits for room rather than
+/// drop anything: a lost `Found` would leave a `mine` command unanswered for good. The loop drains
+/// the channel continuously and never waits for the miner, so the wait is short; it ends at once
+/// if the node has stopped.
+fn report(outcomes: &mpsc::Sender<(u64, MiningOutcome)>, generation: u64, outcome: MiningOutcome) {
+    let _ = outcomes.blocking_send((generation, outcome));
+}
+
 impl NodeState {
     /// Cancels an attempt on a stale tip or one nobody wants, and starts one when wanted.
     pub(super) fn update_mining(&mut self) {
@@ -103,9 +111,7 @@ impl NodeState {
         let generation = self.miner.generation;
         let outcomes = self.miner.outcomes.clone();
         let handle = pow::start_mining(block, self.miner.threads, move |outcome| {
-            // The loop drains this channel continuously; a full channel can only hold
-            // outcomes of attempts that were already replaced.
-            let _ = outcomes.try_send((generation, outcome));
+            report(&outcomes, generation, outcome);
         });
         self.miner.job = Some(Job {
             handle,
@@ -196,6 +202,27 @@ mod tests {
         ));
         let view = answer.try_recv().expect("answered").expect("mined");
         assert_eq!((view.height, view.hash, view.mined), (1, hash, 1));
+    }
+
+    #[test]
+    fn a_found_block_reaches_the_loop_even_when_the_outcome_channel_is_full() {
+        let (outcomes, mut loop_side) = tokio::sync::mpsc::channel(1);
+        super::report(&outcomes, 1, MiningOutcome::Cancelled);
+        let params = crate::ledger::NetworkParams::for_tests("mining-report", 1);
+        let genesis = params.genesis();
+        let block = mined_child(&params, &genesis, crate::ledger::Address([1; 20]), 0);
+        let miner = std::thread::spawn(move || {
+            super::report(&outcomes, 2, MiningOutcome::Found(block));
+        });
+        assert!(matches!(
+            loop_side.blocking_recv(),
+            Some((1, MiningOutcome::Cancelled))
+        ));
+        assert!(matches!(
+            loop_side.blocking_recv(),
+            Some((2, MiningOutcome::Found(_)))
+        ));
+        assert!(miner.join().is_ok());
     }
 
     #[test]

@@ -458,6 +458,7 @@ impl Output {
                 from_height,
                 to_height,
             } => format!("synced from {peer_id}: height {from_height} -> {to_height}"),
+            Event::NodeHalted { reason } => format!("node halted: {reason}"),
         };
         self.print(&format!("* {text}"));
     }
@@ -683,8 +684,13 @@ pub async fn evaluate_line(handle: &NodeHandle, line: Line) -> Option<LineOutcom
 }
 
 /// Prints one event, or returns false once the node has stopped sending them.
+/// A halted node sends nothing more, so its `node_halted` event ends the console too.
 fn print_event(output: &Output, received: Result<Event, broadcast::error::RecvError>) -> bool {
     match received {
+        Ok(event @ Event::NodeHalted { .. }) => {
+            output.event(&event);
+            return false;
+        }
         Ok(event) => output.event(&event),
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             tracing::warn!(missed, "console fell behind and missed events");

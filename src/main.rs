@@ -48,7 +48,11 @@ async fn main() -> anyhow::Result<()> {
     let (node, handle) = Node::start(config)
         .with_context(|| format!("cannot start the node in {}", data_dir.display()))?;
     let output = Output::new(cli.json);
-    tokio::spawn(console::run(handle.clone(), handle.subscribe(), output));
-    node.run(shutdown_signal()).await;
+    let console = tokio::spawn(console::run(handle.clone(), handle.subscribe(), output));
+    if let Err(error) = node.run(shutdown_signal()).await {
+        // Let the console print the `node_halted` event it ends on before the process exits.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), console).await;
+        return Err(error).context("the node halted so as not to announce what it could not store");
+    }
     Ok(())
 }

@@ -64,6 +64,12 @@ pub enum Event {
         /// The height the peer claimed.
         to_height: u64,
     },
+    /// The node stopped because something it cannot go on without failed (a store commit):
+    /// it announces nothing it has not stored, so it halts instead.
+    NodeHalted {
+        /// What failed.
+        reason: String,
+    },
     /// Fetching blocks from a peer ended with everything it had.
     SyncFinished {
         /// The peer.

@@ -13,7 +13,7 @@ use libp2p::PeerId;
 use tracing::{debug, warn};
 
 use super::peers::Offence;
-use super::state::{now_ms, NodeState, Source};
+use super::state::{now_ms, Applied, NodeState, Source};
 use crate::ledger::{Block, BlockError, MempoolError, Placement, Transaction, TxError};
 use crate::net::{Acceptance, MessageToken, NetCommand, Publication};
 
@@ -34,9 +34,13 @@ impl NodeState {
         match self.chain.accept_block(block, now_ms()) {
             Ok(accepted) => {
                 let placement = accepted.placement.clone();
-                if !self.apply_accepted(accepted, Source::Peer(from)) {
-                    self.penalise(from, Offence::InvalidBlock);
-                    return Acceptance::Reject;
+                match self.apply_accepted(accepted, Source::Peer(from)) {
+                    Applied::Stored => {}
+                    Applied::OfferedInvalid => {
+                        self.penalise(from, Offence::InvalidBlock);
+                        return Acceptance::Reject;
+                    }
+                    Applied::Halted => return Acceptance::Ignore,
                 }
                 match placement {
                     Placement::MainChain => {
@@ -128,6 +132,35 @@ mod tests {
 
     fn message(n: u8) -> MessageToken {
         MessageToken(vec![n; 32])
+    }
+
+    #[test]
+    fn a_block_the_store_cannot_hold_halts_the_node_and_nothing_is_announced() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        // The chain takes a block behind the store's back, so the store misses a commit and
+        // refuses the next one.
+        let first = mined_child(&params, &params.genesis(), Address([7; 20]), params.reward);
+        node.state
+            .chain
+            .accept_block(first.clone(), super::now_ms())
+            .expect("valid block");
+        let second = mined_child(&params, &first, Address([7; 20]), params.reward);
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: message(2),
+            block: second,
+        });
+        assert_eq!(node.commands(), vec![], "nothing leaves a halted node");
+        assert!(node.state.halted().is_some());
+        let events = node.emitted();
+        assert!(
+            matches!(&events[..], [Event::NodeHalted { reason }] if reason.contains("store commit failed")),
+            "{events:?}"
+        );
+        node.state.push(NetCommand::Disconnect(peer));
+        assert_eq!(node.commands(), vec![], "the outbox stays closed");
     }
 
     #[test]

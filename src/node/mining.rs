@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use super::command::{CommandError, Reply};
 use super::event::MineView;
-use super::state::{now_ms, NodeState, Source};
+use super::state::{now_ms, Applied, NodeState, Source};
 use crate::ledger::pow::{self, MiningHandle, MiningOutcome};
 use crate::ledger::{BlockHash, Placement};
 
@@ -145,8 +145,8 @@ impl NodeState {
         match self.chain.accept_block(block.clone(), now_ms()) {
             Ok(accepted) => {
                 let on_main_chain = accepted.placement == Placement::MainChain;
-                self.apply_accepted(accepted, Source::Mined);
-                if on_main_chain {
+                let applied = self.apply_accepted(accepted, Source::Mined);
+                if on_main_chain && applied == Applied::Stored {
                     info!(height, %hash, "mined a block");
                     self.publish_block(&block);
                     self.count_mined(height, hash);

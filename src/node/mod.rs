@@ -157,7 +157,11 @@ impl Node {
 
     /// Runs until `shutdown` completes or a [`Command::Shutdown`] arrives; then stops mining.
     /// Every block is committed to the store as it is accepted, so nothing is left to write.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] if a store commit failed: the node halts at once, before announcing
+    /// anything the store does not hold (a [`Event::NodeHalted`] event says so first).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -175,11 +179,20 @@ impl Node {
                 Some((generation, outcome)) = self.mined.recv() => self.state.on_mined(generation, outcome),
                 _ = tick.tick() => self.state.on_tick(),
             }
+            if self.state.halted().is_some() {
+                break;
+            }
             self.flush();
             self.state.update_mining();
         }
         self.state.stop_mining();
-        info!("node stopped");
+        match self.state.take_halt() {
+            Some(error) => Err(NodeError::Store(error)),
+            None => {
+                info!("node stopped");
+                Ok(())
+            }
+        }
     }
 
     /// Hands the state's commands to the network, in order; a dial's outcome goes back to the

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ed25519_dalek::SigningKey;
 use libp2p::{identity, Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::connections::DialPurpose;
 use super::event::Event;
@@ -25,7 +25,7 @@ use super::sync_io::Pending;
 use super::NodeError;
 use crate::ledger::pow::MiningOutcome;
 use crate::ledger::{
-    Accepted, Address, BlockHash, Chain, Mempool, NetworkParams, PublicKey, Store,
+    Accepted, Address, BlockHash, Chain, Mempool, NetworkParams, PublicKey, Store, StoreError,
 };
 use crate::net::protocol::Status;
 use crate::net::{DialId, NetCommand, NetEvent, RequestId};
@@ -52,6 +52,18 @@ impl Source {
             Source::Peer(peer) => peer.to_string(),
         }
     }
+}
+
+/// What became of a block the chain accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Applied {
+    /// Stored and reported; it may be announced.
+    Stored,
+    /// Stored, but the offered block itself turned out invalid while the best branch was
+    /// activated (adopted orphans that fail came from other senders): its sender pays.
+    OfferedInvalid,
+    /// The store commit failed: the node halts and announces nothing more.
+    Halted,
 }
 
 /// Milliseconds since the Unix epoch, as block timestamps count them.
@@ -82,6 +94,8 @@ pub(crate) struct NodeState {
     pub(super) listen: Vec<Multiaddr>,
     pub(super) next_status_poll: Instant,
     outbox: VecDeque<NetCommand>,
+    /// Why the node must stop, once something it cannot go on without failed (a store commit).
+    halted: Option<StoreError>,
 }
 
 impl NodeState {
@@ -137,6 +151,7 @@ impl NodeState {
             listen: Vec::new(),
             next_status_poll: now + STATUS_POLL,
             outbox: VecDeque::new(),
+            halted: None,
         };
         Ok((state, keypair))
     }
@@ -151,9 +166,32 @@ impl NodeState {
         self.outbox.pop_front()
     }
 
-    /// Queues a command for the network.
+    /// Queues a command for the network; a halted node sends nothing more.
     pub(super) fn push(&mut self, command: NetCommand) {
-        self.outbox.push_back(command);
+        if self.halted.is_none() {
+            self.outbox.push_back(command);
+        }
+    }
+
+    /// Why the node halted, if it did: the run loop stops without sending anything more.
+    pub(super) fn halted(&self) -> Option<&StoreError> {
+        self.halted.as_ref()
+    }
+
+    /// The failure that halted the node, for the run loop to return.
+    pub(super) fn take_halt(&mut self) -> Option<StoreError> {
+        self.halted.take()
+    }
+
+    /// Stops everything that would announce state the store does not hold: the outbox is
+    /// emptied and closed, and the console is told why.
+    fn halt(&mut self, error: StoreError) {
+        error!(%error, "store commit failed; the node stops");
+        self.outbox.clear();
+        self.emit(Event::NodeHalted {
+            reason: format!("store commit failed: {error}"),
+        });
+        self.halted = Some(error);
     }
 
     /// Takes one network event: the room that owns it decides.
@@ -294,11 +332,14 @@ impl NodeState {
     }
 
     /// Stores what the chain accepted, updates the mempool and reports the tip change.
-    /// Returns false if the offered block itself was found invalid while activating the new
-    /// best branch (adopted orphans that fail came from other senders).
-    pub(super) fn apply_accepted(&mut self, accepted: Accepted, source: Source) -> bool {
+    pub(super) fn apply_accepted(&mut self, accepted: Accepted, source: Source) -> Applied {
+        if self.halted.is_some() {
+            return Applied::Halted;
+        }
         if let Err(error) = self.store.commit(&accepted) {
-            warn!(%error, "store commit failed");
+            // What the store does not hold is never announced: the node stops here.
+            self.halt(error);
+            return Applied::Halted;
         }
         for (hash, error) in &accepted.invalid {
             warn!(%hash, %error, "block found invalid on activation");
@@ -326,7 +367,11 @@ impl NodeState {
                 });
             }
         }
-        !accepted.offered_block_invalid()
+        if accepted.offered_block_invalid() {
+            Applied::OfferedInvalid
+        } else {
+            Applied::Stored
+        }
     }
 }
 

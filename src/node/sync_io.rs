@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use super::event::Event;
 use super::peers::Offence;
-use super::state::{now_ms, NodeState, Source};
+use super::state::{now_ms, Applied, NodeState, Source};
 use super::sync::{Batch, PeerTip, SyncAction};
 use crate::ledger::{Block, BlockError, BlockHash, Transaction};
 use crate::net::protocol::{
@@ -226,11 +226,11 @@ impl NodeState {
                 return Batch::Invalid(Offence::BadResponse);
             }
             match self.chain.accept_block(block, now_ms()) {
-                Ok(accepted) => {
-                    if !self.apply_accepted(accepted, Source::Peer(peer)) {
-                        return Batch::Invalid(Offence::InvalidBlock);
-                    }
-                }
+                Ok(accepted) => match self.apply_accepted(accepted, Source::Peer(peer)) {
+                    Applied::Stored => {}
+                    Applied::OfferedInvalid => return Batch::Invalid(Offence::InvalidBlock),
+                    Applied::Halted => return Batch::Empty,
+                },
                 Err(error @ BlockError::TimestampTooFarAhead { .. }) => {
                     debug!(%peer, %error, "sync stopped at a block from the future");
                     return Batch::Invalid(Offence::FalseStatus);

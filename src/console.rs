@@ -801,7 +801,7 @@ mod tests {
         assert_eq!(
             command("dial /ip4/127.0.0.1/tcp/4001"),
             Ok(Some(ConsoleCommand::Dial(
-                "/ip4/127.0.0.1/tcp/4001".command().unwrap()
+                "/ip4/127.0.0.1/tcp/4001".parse().unwrap()
             )))
         );
         assert_eq!(command("   "), Ok(None));

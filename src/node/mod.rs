@@ -12,9 +12,11 @@
 //! - [`peers`]: the peer book (addresses, re-dials, scores, bans)
 //! - [`sync`]: the sync state machine
 //! - [`mempool_fetch`]: when to ask a new peer for its pending transactions
+//! - `inquiry`: chain pages and status rounds with every peer, for the HTTP front end
 
 pub mod command;
 pub mod event;
+mod inquiry;
 pub mod mempool_fetch;
 pub mod peers;
 pub mod sync;
@@ -202,6 +204,7 @@ pub struct Node {
     unannounced_txs: VecDeque<Transaction>,
     listen: Vec<Multiaddr>,
     next_status_poll: Instant,
+    resolves: Vec<inquiry::PendingResolve>,
 }
 
 fn now_ms() -> u64 {
@@ -298,6 +301,7 @@ impl Node {
             unannounced_txs: VecDeque::new(),
             listen: Vec::new(),
             next_status_poll: now + STATUS_POLL,
+            resolves: Vec::new(),
         };
         Ok((node, handle))
     }
@@ -322,6 +326,7 @@ impl Node {
                 _ = tick.tick() => self.on_tick(),
             }
             self.update_mining();
+            self.poll_resolves(Instant::now());
         }
         if let Some(job) = self.miner.job.take() {
             job.handle.cancel();
@@ -1162,6 +1167,10 @@ impl Node {
                 let _ = reply.send(Ok(()));
                 return false;
             }
+            Command::ChainRange { from, limit, reply } => {
+                self.chain_range_command(from, limit, reply)
+            }
+            Command::ResolvePeers { wait, reply } => self.resolve_peers_command(wait, reply),
         }
         true
     }

@@ -133,7 +133,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         usage: "chain [count]",
         about: "the last count blocks of the main chain (default all)",
-        parse: |a| Ok(ConsoleCommand::Chain(a.optional(0, |a| a.number(0, "count"))?)),
+        parse: |a| {
+            Ok(ConsoleCommand::Chain(
+                a.optional(0, |a| a.number(0, "count"))?,
+            ))
+        },
     },
     CommandSpec {
         usage: "block <height|hash>",
@@ -891,7 +895,10 @@ mod tests {
     #[test]
     fn each_command_word_appears_once_and_parses_to_itself() {
         for spec in COMMANDS {
-            let same: Vec<_> = COMMANDS.iter().filter(|s| s.word() == spec.word()).collect();
+            let same: Vec<_> = COMMANDS
+                .iter()
+                .filter(|s| s.word() == spec.word())
+                .collect();
             assert_eq!(same.len(), 1, "{}", spec.word());
         }
         for (line, word) in [

@@ -663,3 +663,105 @@ fn a_non_loopback_address_without_a_token_serves_read_routes_only() {
     );
     assert_eq!(node.height(), 0);
 }
+
+/// Starts the binary with `args` (plus a temp data dir, loopback, no mDNS) and returns the
+/// first stdout line and the stderr lines up to the one containing "HTTP API on"; the process
+/// is killed by its PID before returning.
+fn first_lines(args: &[&str]) -> (String, Vec<String>) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(common::binary())
+        .args(["--data-dir", &dir.path().display().to_string()])
+        .args(["--no-mdns", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args(["--network", &unique_network("http-start")])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the node");
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let out_tx = tx.clone();
+    std::thread::spawn(move || {
+        if let Some(Ok(line)) = BufReader::new(stdout).lines().next() {
+            let _ = out_tx.send((true, line));
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let done = line.contains("HTTP API on");
+            let _ = tx.send((false, line));
+            if done {
+                break;
+            }
+        }
+    });
+    let mut first = None;
+    let mut errors = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while first.is_none() || !errors.iter().any(|l: &String| l.contains("HTTP API on")) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((true, line)) => first = Some(line),
+            Ok((false, line)) => errors.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (first.unwrap_or_default(), errors)
+}
+
+#[test]
+fn without_json_the_url_is_printed_as_a_line_for_people_and_on_stderr() {
+    let (first, errors) = first_lines(&["--http", "127.0.0.1:0"]);
+    assert!(
+        first.starts_with("* http api on http://127.0.0.1:"),
+        "{first:?}"
+    );
+    let url = first.trim_start_matches("* http api on ");
+    assert!(
+        errors.iter().any(|l| l == &format!("HTTP API on {url}")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_taken_default_port_is_reported_and_a_free_one_used() {
+    // Hold the default port if it is free; if something else holds it, the node falls back too.
+    let _held = std::net::TcpListener::bind("127.0.0.1:8645");
+    let (first, errors) = first_lines(&["--json"]);
+    let event: Value = serde_json::from_str(&first).unwrap_or(Value::Null);
+    assert_eq!(event["event"], "http_listening", "{first:?}");
+    let url = event["url"].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":8645"),
+        "{url}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("HTTP port 127.0.0.1:8645 is taken")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn with_no_http_there_is_no_api_and_no_url() {
+    let network = unique_network("http-off");
+    let mut opts = NodeOptions::loopback(&network);
+    opts.http = None;
+    let mut node = TestNode::start("no-http", opts);
+    node.status();
+    node.drain();
+    assert!(
+        !node.events().iter().any(|e| e["event"] == "http_listening"),
+        "{:?}",
+        node.events()
+    );
+}

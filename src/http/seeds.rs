@@ -170,8 +170,10 @@ async fn resolve(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
     let page = state.handle.chain_range(from, MAX_CHAIN_PAGE).await?;
     let blocks: Vec<Value> = page.blocks.iter().map(seed_block).collect();
     let key = if round.replaced { "new_chain" } else { "chain" };
-    let mut answer = json!({
-        "message": resolve_message(round.replaced),
+    let mut answer = serde_json::Map::new();
+    answer.insert("message".into(), json!(resolve_message(round.replaced)));
+    answer.insert(key.into(), Value::Array(blocks));
+    if let Value::Object(fields) = json!({
         "length": page.length,
         "from": from,
         "replaced": round.replaced,
@@ -180,11 +182,10 @@ async fn resolve(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
         "peers_asked": round.asked,
         "peers_answered": round.answered,
         "syncing": round.syncing,
-    });
-    if let Value::Object(map) = &mut answer {
-        map.insert(key.into(), Value::Array(blocks));
+    }) {
+        answer.extend(fields);
     }
-    Ok(Json(answer))
+    Ok(Json(Value::Object(answer)))
 }
 
 /// A node as `/nodes/register` and `/register_with` accept it: a multiaddr, or the

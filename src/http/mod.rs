@@ -5,7 +5,8 @@
 //! Rules it keeps: bodies are capped at [`MAX_BODY_BYTES`]; every request is answered within
 //! its route's timeout ([`REQUEST_TIMEOUT`], or [`MINE_TIMEOUT`] for mining); every error is
 //! JSON `{"error": message}` with its status; routes that spend, mine or dial pass the
-//! [`access`] rule first; event streams are capped at [`MAX_EVENT_STREAMS`].
+//! [`access`] rule first; event streams are capped at [`MAX_EVENT_STREAMS`] and connections at
+//! [`listener::MAX_CONNECTIONS`].
 //!
 //! Layout:
 //! - [`seeds`]: the Flask teaching chains' routes (`/transactions/new`, `/mine`, `/chain`, ...)
@@ -14,10 +15,12 @@
 //! - [`errors`]: the error type and its status codes
 //! - [`access`]: who may use the control routes
 //! - [`remote`]: another node's multiaddr from the URL of its API
+//! - [`listener`]: the TCP listener with a cap on open connections
 
 pub mod access;
 pub mod api_v1;
 pub mod errors;
+pub mod listener;
 pub mod remote;
 pub mod request;
 pub mod seeds;
@@ -30,6 +33,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -38,6 +42,7 @@ use tracing::warn;
 use crate::node::NodeHandle;
 use access::Policy;
 use errors::ApiError;
+use listener::{BoundedListener, MAX_CONNECTIONS};
 use request::clip;
 
 /// Where the API listens unless told otherwise: loopback, so only this machine can reach it.
@@ -129,6 +134,10 @@ pub async fn start(config: HttpConfig, handle: NodeHandle) -> Result<HttpServer,
     let policy = Policy::new(addr.ip(), config.token);
     let read_only = policy.read_only;
     let app = router(handle, policy).into_make_service_with_connect_info::<SocketAddr>();
+    // Small JSON answers should not wait for Nagle's algorithm.
+    let listener = BoundedListener::new(listener, MAX_CONNECTIONS).tap_io(|io| {
+        let _ = io.stream.set_nodelay(true);
+    });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             warn!(%error, "HTTP API stopped");

@@ -42,7 +42,7 @@ pub enum ApiError {
     #[error(transparent)]
     Command(#[from] CommandError),
     /// The node did not answer in time.
-    #[error("no answer within {} s", .0.as_secs())]
+    #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// Another node's API could not be used.
     #[error("{0}")]

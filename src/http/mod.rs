@@ -336,6 +336,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_request_that_outlasts_its_timeout_is_answered_504_in_json() {
+        let slow = Router::new().route(
+            "/slow",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "late"
+            }),
+        );
+        let state = AppState {
+            handle: NodeHandle::new(mpsc::channel(1).0, broadcast::channel(1).0),
+            streams: Arc::new(Semaphore::new(1)),
+        };
+        let app = timed(slow, Duration::from_millis(50)).with_state(state);
+        let (status, body) = call(app, "GET", "/slow", Body::empty()).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(body["error"], "no answer within 50ms");
+    }
+
+    #[tokio::test]
+    async fn event_streams_over_the_cap_are_answered_503_until_one_closes() {
+        let app = stopped_node_router("127.0.0.1:5000", open());
+        let mut open_streams = Vec::new();
+        for _ in 0..MAX_EVENT_STREAMS {
+            let request = axum::http::Request::builder()
+                .uri("/api/v1/events")
+                .body(Body::empty())
+                .expect("a request");
+            let response = app.clone().oneshot(request).await.expect("infallible");
+            assert_eq!(response.status(), StatusCode::OK);
+            open_streams.push(response);
+        }
+        let (status, body) = call(app.clone(), "GET", "/api/v1/events", Body::empty()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body["error"],
+            "too many event streams are open (at most 32)"
+        );
+        open_streams.pop();
+        let request = axum::http::Request::builder()
+            .uri("/api/v1/events")
+            .body(Body::empty())
+            .expect("a request");
+        let response = app.oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
     async fn a_taken_default_port_falls_back_to_a_free_one_and_an_explicit_one_fails() {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap();

@@ -72,7 +72,9 @@ impl ApiError {
 /// The status code of a node's refusal.
 fn command_status(error: &CommandError) -> StatusCode {
     match error {
-        CommandError::NodeStopped | CommandError::MinerBusy => StatusCode::SERVICE_UNAVAILABLE,
+        CommandError::NodeStopped | CommandError::MinerBusy | CommandError::ResolveBusy => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         CommandError::NoBlockAtHeight(_) | CommandError::UnknownBlock(_) => StatusCode::NOT_FOUND,
         CommandError::Mempool(_)
         | CommandError::Dial(_)
@@ -104,6 +106,7 @@ mod tests {
         let cases = [
             (CommandError::NodeStopped, 503),
             (CommandError::MinerBusy, 503),
+            (CommandError::ResolveBusy, 503),
             (CommandError::NoBlockAtHeight(9), 404),
             (CommandError::UnknownBlock(BlockHash::ZERO), 404),
             (CommandError::Dial("no".into()), 400),

@@ -63,6 +63,9 @@ pub enum CommandError {
     /// A chain page `limit` of zero or over [`MAX_CHAIN_PAGE`].
     #[error("limit must be 1 to {MAX_CHAIN_PAGE}")]
     ChainLimitOutOfRange(u64),
+    /// Too many [`Command::ResolvePeers`] wait already.
+    #[error("too many status rounds with the peers are waiting")]
+    ResolveBusy,
 }
 
 /// A request to the node's event loop.

@@ -1,20 +1,24 @@
 //! Commands added for the HTTP front end: a page of the main chain, and a status round with
 //! every connected peer (the seeds' `/nodes/resolve`).
 //!
-//! Rules it keeps: a page never holds more than the handle allows; a status round asks each
-//! peer once, counts a peer as answered once its request has left the request map (answered
-//! or failed), waits for a sync those answers started, and always answers by its deadline.
+//! Rules it keeps: a page never holds more than the handle allows; at most
+//! `MAX_PENDING_RESOLVES` status rounds wait at once; a status round asks each peer once, counts
+//! a peer as answered once its request has left the request map (answered or failed), waits for
+//! a sync those answers started, and always answers by its deadline.
 
 use std::time::{Duration, Instant};
 
 use libp2p::request_response::OutboundRequestId;
 use libp2p::PeerId;
 
-use super::command::Reply;
+use super::command::{CommandError, Reply};
 use super::event::{BlockView, ChainPage, ResolveView};
 use super::{Node, Pending};
 use crate::ledger::BlockHash;
 use crate::net::protocol::SyncRequest;
+
+/// Most status rounds waiting at once; more are refused with [`CommandError::ResolveBusy`].
+const MAX_PENDING_RESOLVES: usize = 16;
 
 /// A status round waiting for its answers.
 pub(super) struct PendingResolve {
@@ -46,6 +50,10 @@ impl Node {
 
     /// Starts [`super::Command::ResolvePeers`]: a status request to every connected peer.
     pub(super) fn resolve_peers_command(&mut self, wait: Duration, reply: Reply<ResolveView>) {
+        if self.resolves.len() >= MAX_PENDING_RESOLVES {
+            let _ = reply.send(Err(CommandError::ResolveBusy));
+            return;
+        }
         let peers: Vec<PeerId> = self.book.connected().map(|(peer, _)| *peer).collect();
         let mut requests = Vec::with_capacity(peers.len());
         for peer in peers {

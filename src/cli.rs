@@ -1,10 +1,12 @@
 //! Command-line flags and how they become a [`NodeConfig`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
 use libp2p::Multiaddr;
 
+use crate::http::{HttpConfig, DEFAULT_HTTP_ADDR};
 use crate::ledger::params::{ParamsError, DEFAULT_DIFFICULTY};
 use crate::ledger::NetworkParams;
 use crate::node::NodeConfig;
@@ -55,6 +57,29 @@ pub struct Cli {
     /// Threads the miner uses [default: all cores]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub mine_threads: Option<u16>,
+
+    /// Address of the HTTP API [default: 127.0.0.1:8645, or a free port if that one is taken].
+    /// A non-loopback address without --http-token serves read-only routes only
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
+    pub http: Option<SocketAddr>,
+
+    /// Do not serve the HTTP API
+    #[arg(long)]
+    pub no_http: bool,
+
+    /// Bearer token that routes spending coins, mining or dialing require from every client
+    /// (without one they are served to loopback clients only)
+    #[arg(long, value_name = "TOKEN", value_parser = parse_token)]
+    pub http_token: Option<String>,
+}
+
+/// A token must be non-empty visible ASCII, as a header value needs.
+fn parse_token(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(s.to_string())
+    } else {
+        Err("the token must be non-empty printable ASCII without spaces".into())
+    }
 }
 
 /// Why the flags do not make a configuration.
@@ -90,6 +115,21 @@ impl Cli {
             peers: self.peers.clone(),
             mdns: !self.no_mdns,
             mine_threads: self.mine_threads.map_or(cores, usize::from),
+        })
+    }
+}
+
+impl Cli {
+    /// How to serve the HTTP API, or `None` with `--no-http`. Only the default address falls
+    /// back to a free port when taken: an address given with `--http` is used or fails.
+    pub fn http_config(&self) -> Option<HttpConfig> {
+        if self.no_http {
+            return None;
+        }
+        Some(HttpConfig {
+            addr: self.http.unwrap_or(DEFAULT_HTTP_ADDR),
+            fallback: self.http.is_none(),
+            token: self.http_token.clone(),
         })
     }
 }
@@ -136,6 +176,38 @@ mod tests {
         assert_eq!(config.params.difficulty, 8);
         assert_eq!(config.mine_threads, 1);
         assert!(config.data_dir.ends_with("lab"));
+    }
+
+    #[test]
+    fn the_http_api_is_on_by_default_on_loopback_and_flags_choose_or_disable_it() {
+        let cli = Cli::try_parse_from(["gossipchain"]).unwrap();
+        let http = cli.http_config().unwrap();
+        assert_eq!(http.addr, DEFAULT_HTTP_ADDR);
+        assert!(http.addr.ip().is_loopback());
+        assert!(http.fallback);
+        assert_eq!(http.token, None);
+        let cli = Cli::try_parse_from([
+            "gossipchain",
+            "--http",
+            "0.0.0.0:9000",
+            "--http-token",
+            "s3cret",
+        ])
+        .unwrap();
+        let http = cli.http_config().unwrap();
+        assert_eq!(http.addr, "0.0.0.0:9000".parse().unwrap());
+        assert!(!http.fallback);
+        assert_eq!(http.token.as_deref(), Some("s3cret"));
+        let cli = Cli::try_parse_from(["gossipchain", "--no-http"]).unwrap();
+        assert_eq!(cli.http_config(), None);
+    }
+
+    #[test]
+    fn bad_http_flags_are_refused() {
+        assert!(Cli::try_parse_from(["gossipchain", "--http", "localhost"]).is_err());
+        assert!(Cli::try_parse_from(["gossipchain", "--http", "1.2.3.4:1", "--no-http"]).is_err());
+        assert!(Cli::try_parse_from(["gossipchain", "--http-token", ""]).is_err());
+        assert!(Cli::try_parse_from(["gossipchain", "--http-token", "a b"]).is_err());
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! - [`node`]: the one owner of the chain, the mempool and the store, driven by the network's
 //!   typed events, the console's commands and the miner
 //! - [`console`]: stdin commands to the node, replies and events printed for humans or as JSON
+//! - [`http`]: the HTTP API (the seeds' routes, `/api/v1`, the event stream) -> the node
 //! - [`cli`]: command-line flags
 
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod console;
+pub mod http;
 pub mod ledger;
 pub mod net;
 pub mod node;

@@ -1,12 +1,13 @@
 //! The gossipchain node binary: parse flags, start the node, run the console until `quit`,
 //! SIGINT or SIGTERM. End of stdin closes the console only; the node keeps running.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use clap::Parser;
 use gossipchain::cli::Cli;
 use gossipchain::console::{self, Output};
+use gossipchain::http::HttpServer;
 use gossipchain::node::Node;
 use tracing_subscriber::EnvFilter;
 
@@ -30,6 +31,36 @@ async fn shutdown_signal() {
     }
 }
 
+/// Says where the HTTP API is: on stderr, and on stdout as an event line that keeps the
+/// `--json` contract (`{"event":"http_listening",...}`) or as a `* http api on URL` line.
+fn announce_http(server: &HttpServer, json: bool) {
+    if let Some(taken) = server.fell_back_from {
+        eprintln!("HTTP port {taken} is taken; using {} instead", server.addr);
+    }
+    eprintln!("HTTP API on {}", server.url);
+    if server.read_only {
+        eprintln!(
+            "HTTP API is read-only: {} is not a loopback address and no --http-token was given, so routes that spend, mine or dial are refused",
+            server.addr
+        );
+    }
+    let line = if json {
+        serde_json::json!({
+            "event": "http_listening",
+            "url": server.url,
+            "read_only": server.read_only,
+        })
+        .to_string()
+    } else if server.read_only {
+        format!("* http api on {} (read-only)", server.url)
+    } else {
+        format!("* http api on {}", server.url)
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -48,7 +79,14 @@ async fn main() -> anyhow::Result<()> {
     let (node, handle) = Node::start(config)
         .with_context(|| format!("cannot start the node in {}", data_dir.display()))?;
     let output = Output::new(cli.json);
-    let console = tokio::spawn(console::run(handle.clone(), handle.subscribe(), output));
+    let events = handle.subscribe();
+    if let Some(http) = cli.http_config() {
+        let server = gossipchain::http::start(http, handle.clone())
+            .await
+            .context("cannot start the HTTP API (--http ADDR chooses another address, --no-http turns it off)")?;
+        announce_http(&server, cli.json);
+    }
+    let console = tokio::spawn(console::run(handle.clone(), events, output));
     if let Err(error) = node.run(shutdown_signal()).await {
         // Let the console print the `node_halted` event it ends on before the process exits.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), console).await;

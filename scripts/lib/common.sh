@@ -172,6 +172,28 @@ gc_node_port() {
     fi
 }
 
+# The HTTP API address of node I: a port of its own on 127.0.0.1. On the simulated LAN every
+# host has its own loopback, so every node there uses the same port (reach it with
+# `ip netns exec HOST curl ...`).
+gc_http_addr() {
+    if [[ $GC_KIND == lansim ]]; then
+        printf '127.0.0.1:8645\n'
+    else
+        printf '127.0.0.1:%s\n' $((GC_BASE_PORT + 1000 + $1))
+    fi
+}
+
+# The URL node I announced for its HTTP API (its last http_listening event), or "-".
+gc_http_url() {
+    local line
+    line=$(grep -F '"event":"http_listening"' "$(gc_node_dir "$1")/out.jsonl" 2>/dev/null | tail -n 1) || true
+    if [[ -n $line ]]; then
+        gc_field url <<<"$line" 2>/dev/null || printf -- '-'
+    else
+        printf -- '-'
+    fi
+}
+
 gc_listen_ip() {
     if [[ $GC_KIND == local && $GC_MDNS == 0 ]]; then
         printf '127.0.0.1\n'
@@ -199,6 +221,15 @@ gc_start_node() {
             GC_THREADS_FLAG=(--mine-threads "${GOSSIPCHAIN_MINE_THREADS:-1}")
         fi
     fi
+    # Each node serves its HTTP API on a port of its own, if the node has the flag.
+    if [[ -z ${GC_HTTP_SUPPORTED+set} ]]; then
+        GC_HTTP_SUPPORTED=0
+        if "$GC_BIN" --help 2>/dev/null </dev/null | grep -q -- '--http '; then
+            GC_HTTP_SUPPORTED=1
+        fi
+    fi
+    local http=()
+    ((GC_HTTP_SUPPORTED)) && http=(--http "$(gc_http_addr "$i")")
     # The node holds its own FIFO open read-write: its stdin never reaches EOF, and a writer
     # never blocks opening it. Until the node has opened it, this script holds it open too:
     # a FIFO drops what was written to it when its last reader and writer close, so without
@@ -207,7 +238,7 @@ gc_start_node() {
     local keep reply
     exec {keep}<>"$d/stdin"
     setsid "${GC_PREFIX[@]}" "$GC_BIN" --data-dir "$d/data" --json \
-        --network "$GC_NETWORK" --difficulty "$GC_DIFFICULTY" "${GC_NET_ARGS[@]}" "${GC_THREADS_FLAG[@]}" "${extra[@]}" \
+        --network "$GC_NETWORK" --difficulty "$GC_DIFFICULTY" "${GC_NET_ARGS[@]}" "${GC_THREADS_FLAG[@]}" "${http[@]}" "${extra[@]}" \
         <>"$d/stdin" >>"$d/out.jsonl" 2>>"$d/err.log" {keep}<&- &
     pid=$!
     printf '%s\n' "$pid" >"$d/pid"
@@ -340,19 +371,23 @@ gc_kill_node() {
 
 # One status line per node, as a table. Extra columns come from gc_status_extra I (if defined).
 gc_status_table() {
-    local i reply fields height tip peers mempool peer pid
-    printf '%-5s %-8s %-7s %-6s %-14s %-6s %-8s %s\n' NODE PID STATE HEIGHT TIP PEERS MEMPOOL "PEER ID${GC_STATUS_EXTRA_HEAD:+  $GC_STATUS_EXTRA_HEAD}"
+    local i reply fields height tip peers mempool peer pid row='%-5s %-8s %-7s %-6s %-14s %-6s %-8s %-22s %s\n'
+    # shellcheck disable=SC2059 # the format is the fixed row above
+    printf "$row" NODE PID STATE HEIGHT TIP PEERS MEMPOOL HTTP "PEER ID${GC_STATUS_EXTRA_HEAD:+  $GC_STATUS_EXTRA_HEAD}"
     for ((i = 1; i <= GC_N; i++)); do
         if ! pid=$(gc_node_pid "$i"); then
-            printf '%-5s %-8s %-7s %-6s %-14s %-6s %-8s %s\n' "$i" - down - - - - "$(gc_short_peer "$i")$(gc_status_extra "$i")"
+            # shellcheck disable=SC2059
+            printf "$row" "$i" - down - - - - - "$(gc_short_peer "$i")$(gc_status_extra "$i")"
             continue
         fi
         if reply=$(gc_node_cmd "$i" 5 status); then
             fields=$(gc_field height tip peers mempool peer_id <<<"$reply")
             { read -r height; read -r tip; read -r peers; read -r mempool; read -r peer; } <<<"$fields"
-            printf '%-5s %-8s %-7s %-6s %-14s %-6s %-8s %s\n' "$i" "$pid" up "$height" "${tip:0:12}" "$peers" "$mempool" "…${peer: -8}$(gc_status_extra "$i")"
+            # shellcheck disable=SC2059
+            printf "$row" "$i" "$pid" up "$height" "${tip:0:12}" "$peers" "$mempool" "$(gc_http_url "$i")" "…${peer: -8}$(gc_status_extra "$i")"
         else
-            printf '%-5s %-8s %-7s %-6s %-14s %-6s %-8s %s\n' "$i" "$pid" silent - - - - "$(gc_short_peer "$i")$(gc_status_extra "$i")"
+            # shellcheck disable=SC2059
+            printf "$row" "$i" "$pid" silent - - - - "$(gc_http_url "$i")" "$(gc_short_peer "$i")$(gc_status_extra "$i")"
         fi
     done
 }
@@ -481,7 +516,7 @@ gc_usage_common() {
                       start N nodes in the background (existing data dirs are kept)
   cmd I COMMAND...    send one console command to node I and print its JSON reply
                       (exit 0 if ok, 1 if not, 2 on timeout; \$GOSSIPCHAIN_TIMEOUT seconds)
-  status              table of every node: height, tip, peers, mempool
+  status              table of every node: height, tip, peers, mempool, HTTP API URL
   converge [SECS]     wait until every running node has the same tip (default 30 s)
   attach I            interactive console of node I (Ctrl-D detaches, the node keeps running)
   logs I [LINES]      the end of node I's stdout (JSON) and stderr (logs)

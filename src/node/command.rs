@@ -5,14 +5,24 @@
 //! Bounds that protect the node (such as [`MAX_MINE_COUNT`]) are checked here, in the handle,
 //! so that every front end gets them.
 
+use std::time::Duration;
+
 use libp2p::Multiaddr;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::event::{BalanceView, BlockView, Event, MineView, PeerView, StatusView, TxView};
+use super::event::{
+    BalanceView, BlockView, ChainPage, Event, MineView, PeerView, ResolveView, StatusView, TxView,
+};
 use crate::ledger::{Address, BlockHash, MempoolError, TxId};
 
 /// Most blocks one `mine` may ask for: a larger count would keep the miner busy for hours.
 pub const MAX_MINE_COUNT: u64 = 100_000;
+
+/// Most blocks one [`Command::ChainRange`] page may carry: a page stays a few megabytes at most.
+pub const MAX_CHAIN_PAGE: u64 = 100;
+
+/// Longest a [`Command::ResolvePeers`] may wait for the peers' answers and the sync they start.
+pub const MAX_RESOLVE_WAIT: Duration = Duration::from_secs(10);
 
 /// Where a command's answer goes.
 pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
@@ -50,6 +60,12 @@ pub enum CommandError {
     /// A `mine` count of zero or over [`MAX_MINE_COUNT`].
     #[error("count must be 1 to {MAX_MINE_COUNT}")]
     MineCountOutOfRange(u64),
+    /// A chain page `limit` of zero or over [`MAX_CHAIN_PAGE`].
+    #[error("limit must be 1 to {MAX_CHAIN_PAGE}")]
+    ChainLimitOutOfRange(u64),
+    /// Too many [`Command::ResolvePeers`] wait already.
+    #[error("too many status rounds with the peers are waiting")]
+    ResolveBusy,
 }
 
 /// A request to the node's event loop.
@@ -116,6 +132,23 @@ pub enum Command {
     },
     /// Stop the node.
     Shutdown(Reply<()>),
+    /// Up to `limit` main-chain blocks from height `from` up, with the chain's length.
+    ChainRange {
+        /// First height.
+        from: u64,
+        /// Most blocks (1 to [`MAX_CHAIN_PAGE`], checked by the handle).
+        limit: u64,
+        /// The page.
+        reply: Reply<ChainPage>,
+    },
+    /// Ask every connected peer for its status now; answer once all answered and any sync they
+    /// started has finished, or once `wait` has passed.
+    ResolvePeers {
+        /// Longest wait (at most [`MAX_RESOLVE_WAIT`], enforced by the handle).
+        wait: Duration,
+        /// What happened to our chain meanwhile.
+        reply: Reply<ResolveView>,
+    },
 }
 
 /// A cloneable way to talk to a running node.
@@ -240,6 +273,28 @@ impl NodeHandle {
         self.ask(|reply| Command::Dial { addr, reply }).await
     }
 
+    /// See [`Command::ChainRange`]; `limit` must be 1 to [`MAX_CHAIN_PAGE`].
+    ///
+    /// # Errors
+    /// [`CommandError::ChainLimitOutOfRange`] or [`CommandError::NodeStopped`].
+    pub async fn chain_range(&self, from: u64, limit: u64) -> Result<ChainPage, CommandError> {
+        if !(1..=MAX_CHAIN_PAGE).contains(&limit) {
+            return Err(CommandError::ChainLimitOutOfRange(limit));
+        }
+        self.ask(|reply| Command::ChainRange { from, limit, reply })
+            .await
+    }
+
+    /// See [`Command::ResolvePeers`]; `wait` is cut to [`MAX_RESOLVE_WAIT`].
+    ///
+    /// # Errors
+    /// [`CommandError::NodeStopped`].
+    pub async fn resolve_peers(&self, wait: Duration) -> Result<ResolveView, CommandError> {
+        let wait = wait.min(MAX_RESOLVE_WAIT);
+        self.ask(|reply| Command::ResolvePeers { wait, reply })
+            .await
+    }
+
     /// See [`Command::Shutdown`].
     ///
     /// # Errors
@@ -265,5 +320,33 @@ mod tests {
             );
         }
         assert!(queue.try_recv().is_err(), "nothing reached the node");
+    }
+
+    #[tokio::test]
+    async fn a_chain_page_limit_out_of_range_is_refused_by_the_handle_before_the_node_sees_it() {
+        let (commands, mut queue) = mpsc::channel(4);
+        let (events, _) = broadcast::channel(4);
+        let handle = NodeHandle::new(commands, events);
+        for limit in [0, MAX_CHAIN_PAGE + 1, u64::MAX] {
+            assert_eq!(
+                handle.chain_range(0, limit).await,
+                Err(CommandError::ChainLimitOutOfRange(limit))
+            );
+        }
+        assert!(queue.try_recv().is_err(), "nothing reached the node");
+    }
+
+    #[tokio::test]
+    async fn a_resolve_wait_is_cut_to_the_bound_by_the_handle() {
+        let (commands, mut queue) = mpsc::channel(4);
+        let (events, _) = broadcast::channel(4);
+        let handle = NodeHandle::new(commands, events);
+        let asking = tokio::spawn(async move { handle.resolve_peers(Duration::MAX).await });
+        let Some(Command::ResolvePeers { wait, reply }) = queue.recv().await else {
+            panic!("expected a resolve command");
+        };
+        assert_eq!(wait, MAX_RESOLVE_WAIT);
+        drop(reply);
+        assert_eq!(asking.await.ok(), Some(Err(CommandError::NodeStopped)));
     }
 }

@@ -211,6 +211,36 @@ pub struct MineView {
     pub mined: u64,
 }
 
+/// The answer to a chain page: some main-chain blocks and the length of the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainPage {
+    /// Blocks on the main chain, genesis included (tip height + 1).
+    pub length: u64,
+    /// Height of the first block asked for.
+    pub from: u64,
+    /// The blocks from `from` up, lowest first; empty past the tip.
+    pub blocks: Vec<BlockView>,
+}
+
+/// The answer to resolving with the peers: what our chain did while they were asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolveView {
+    /// Peers asked for their status.
+    pub asked: usize,
+    /// Peers that answered in time.
+    pub answered: usize,
+    /// Our tip before asking.
+    pub old_tip: BlockHash,
+    /// Our tip now.
+    pub tip: BlockHash,
+    /// Our height now.
+    pub height: u64,
+    /// Whether our tip changed meanwhile (a peer had a chain with more work).
+    pub replaced: bool,
+    /// Whether a sync was still running when the wait ended.
+    pub syncing: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

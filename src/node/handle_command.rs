@@ -78,6 +78,10 @@ impl NodeState {
                 let _ = reply.send(Ok(txs.iter().map(TxView::from).collect()));
             }
             Command::Dial { addr, reply } => self.dial_command(addr, reply),
+            Command::ChainRange { from, limit, reply } => {
+                self.chain_range_command(from, limit, reply);
+            }
+            Command::ResolvePeers { wait, reply } => self.resolve_peers_command(wait, reply),
             Command::Shutdown(reply) => {
                 info!("shutdown requested");
                 let _ = reply.send(Ok(()));

@@ -23,12 +23,14 @@
 //! - [`peers`]: the peer book (addresses, re-dials, scores, bans)
 //! - [`sync`]: the sync state machine
 //! - [`mempool_fetch`]: when to ask a new peer for its pending transactions
+//! - `inquiry`: chain pages and status rounds with every peer, for the HTTP front end
 
 pub mod command;
 mod connections;
 pub mod event;
 mod gossip;
 mod handle_command;
+mod inquiry;
 pub mod mempool_fetch;
 mod mining;
 pub mod peers;
@@ -184,6 +186,7 @@ impl Node {
             }
             self.flush();
             self.state.update_mining();
+            self.state.poll_resolves(std::time::Instant::now());
         }
         self.state.stop_mining();
         match self.state.take_halt() {

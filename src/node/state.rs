@@ -93,6 +93,7 @@ pub(crate) struct NodeState {
     pub(super) miner: Miner,
     pub(super) listen: Vec<Multiaddr>,
     pub(super) next_status_poll: Instant,
+    pub(super) resolves: Vec<super::inquiry::PendingResolve>,
     outbox: VecDeque<NetCommand>,
     /// Why the node must stop, once something it cannot go on without failed (a store commit).
     halted: Option<StoreError>,
@@ -150,6 +151,7 @@ impl NodeState {
             miner: Miner::new(mine_threads, outcomes),
             listen: Vec::new(),
             next_status_poll: now + STATUS_POLL,
+            resolves: Vec::new(),
             outbox: VecDeque::new(),
             halted: None,
         };

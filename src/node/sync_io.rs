@@ -34,7 +34,7 @@ pub(super) enum Pending {
 
 impl NodeState {
     /// Sends `request` to `peer`, remembering what it was.
-    fn send_request(&mut self, peer: PeerId, request: SyncRequest) {
+    fn send_request(&mut self, peer: PeerId, request: SyncRequest) -> RequestId {
         let pending = match request {
             SyncRequest::Status(_) => Pending::Status,
             SyncRequest::GetBlocks { .. } => Pending::Blocks,
@@ -44,12 +44,13 @@ impl NodeState {
         self.next_request += 1;
         self.requests.insert(id, pending);
         self.push(NetCommand::Request { peer, id, request });
+        id
     }
 
     /// Sends our status to `peer`; its answer is its own.
-    pub(super) fn send_status(&mut self, peer: PeerId) {
+    pub(super) fn send_status(&mut self, peer: PeerId) -> RequestId {
         let request = SyncRequest::Status(self.status());
-        self.send_request(peer, request);
+        self.send_request(peer, request)
     }
 
     /// A peer asked us something: answer it.

@@ -59,6 +59,8 @@ pub struct NodeOptions {
     pub listen: String,
     /// `--peer`, repeated.
     pub peers: Vec<String>,
+    /// `--http ADDR`, or `--no-http` if `None`.
+    pub http: Option<String>,
     /// Anything else to pass.
     pub extra: Vec<String>,
 }
@@ -72,6 +74,8 @@ impl NodeOptions {
             mdns: false,
             listen: "/ip4/127.0.0.1/tcp/0".to_string(),
             peers: Vec::new(),
+            // A free port, so that parallel test nodes never race for the default one.
+            http: Some("127.0.0.1:0".to_string()),
             extra: Vec::new(),
         }
     }
@@ -99,6 +103,10 @@ impl NodeOptions {
         for p in &self.peers {
             args.push("--peer".to_string());
             args.push(p.clone());
+        }
+        match &self.http {
+            Some(addr) => args.extend(["--http".to_string(), addr.clone()]),
+            None => args.push("--no-http".to_string()),
         }
         args.extend(self.extra.iter().cloned());
         args
@@ -473,6 +481,16 @@ impl TestNode {
             }
             // Keep reading events while waiting, so none is lost from the record.
             let _ = self.next_line(Instant::now() + Duration::from_millis(100));
+        }
+    }
+
+    /// The base URL of the node's HTTP API, from its `http_listening` event.
+    #[track_caller]
+    pub fn http_url(&mut self) -> String {
+        let event = self.wait_event(|e| e["event"] == "http_listening", REQUEST_TIMEOUT);
+        match event["url"].as_str() {
+            Some(url) => url.to_string(),
+            None => self.fail(&format!("http_listening without a url: {event}")),
         }
     }
 

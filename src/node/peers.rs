@@ -1,8 +1,9 @@
 //! The peer book: who we know, how to reach them, when to re-dial them, and how well they behave.
 //!
 //! Rules it keeps: a learned peer is re-dialed with exponential backoff (capped at
-//! [`MAX_BACKOFF`]) after its last connection closes; a peer's misbehaviour adds to its score and
-//! at [`BAN_SCORE`] it is banned for [`BAN_DURATION`]; the book holds at most [`MAX_KNOWN_PEERS`]
+//! [`MAX_BACKOFF`]) after its last connection closes; a peer's misbehaviour adds to its score,
+//! which fades by a point every [`SCORE_DECAY_STEP`], and at [`BAN_SCORE`] it is banned for
+//! [`BAN_DURATION`]; the book holds at most [`MAX_KNOWN_PEERS`]
 //! peers and [`MAX_ADDRS_PER_PEER`] addresses each.
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,11 @@ pub const BAN_SCORE: u32 = 100;
 
 /// How long a ban lasts.
 pub const BAN_DURATION: Duration = Duration::from_secs(600);
+
+/// A peer's score drops by one point for each such stretch without an offence (10 points a
+/// minute): offences close together add up to a ban, while an honest peer's rare ones fade
+/// instead of adding up over the node's whole life.
+pub const SCORE_DECAY_STEP: Duration = Duration::from_secs(6);
 
 /// Most peers the book remembers.
 pub const MAX_KNOWN_PEERS: usize = 512;
@@ -75,6 +81,8 @@ pub struct PeerEntry {
     /// Its tip hash, from its status.
     pub tip: Option<BlockHash>,
     score: u32,
+    /// When `score` was last brought up to date with its decay.
+    scored_at: Option<Instant>,
     banned_until: Option<Instant>,
     next_dial: Option<Instant>,
     backoff: Duration,
@@ -88,15 +96,33 @@ impl PeerEntry {
             height: None,
             tip: None,
             score: 0,
+            scored_at: None,
             banned_until: None,
             next_dial: None,
             backoff: INITIAL_BACKOFF,
         }
     }
 
-    /// Its misbehaviour score: offences add up to a ban at [`BAN_SCORE`], which resets it.
+    /// Its misbehaviour score at its last offence: offences add up to a ban at [`BAN_SCORE`],
+    /// which resets it, and fade by a point every [`SCORE_DECAY_STEP`].
     pub fn score(&self) -> u32 {
         self.score
+    }
+
+    /// Takes off the points that faded since the score was last brought up to date.
+    fn decay(&mut self, now: Instant) {
+        let Some(since) = self.scored_at else {
+            self.scored_at = Some(now);
+            return;
+        };
+        let steps = now.saturating_duration_since(since).as_millis() / SCORE_DECAY_STEP.as_millis();
+        let steps = u32::try_from(steps).unwrap_or(u32::MAX);
+        self.score = self.score.saturating_sub(steps);
+        self.scored_at = Some(if self.score == 0 {
+            now
+        } else {
+            since + SCORE_DECAY_STEP * steps
+        });
     }
 
     /// True while at least one connection is open.
@@ -344,6 +370,7 @@ impl PeerBook {
         let Some(entry) = self.peers.get_mut(peer) else {
             return false;
         };
+        entry.decay(now);
         entry.score = entry.score.saturating_add(offence.score());
         if entry.score >= BAN_SCORE {
             entry.score = 0;
@@ -448,6 +475,54 @@ mod tests {
         assert!(!book.penalise(&b, Offence::Garbage, now));
         assert!(book.penalise(&b, Offence::Garbage, now));
         assert!(!book.is_banned(&a, now + BAN_DURATION));
+    }
+
+    #[test]
+    fn scores_fade_so_rare_offences_never_add_up_to_a_ban_while_close_ones_do() {
+        let mut book = PeerBook::new();
+        let (honest, hostile) = (PeerId::random(), PeerId::random());
+        let start = Instant::now();
+        book.learn(honest, addr(1), start);
+        book.learn(hostile, addr(2), start);
+        // An honest peer that times out once every two minutes, for an hour, is never banned.
+        for i in 0..30u32 {
+            let at = start + Duration::from_secs(120) * i;
+            assert!(
+                !book.penalise(&honest, Offence::Unresponsive, at),
+                "offence {i}"
+            );
+        }
+        // Five timeouts within five seconds still ban.
+        let later = start + Duration::from_secs(7200);
+        let banned: Vec<bool> = (0..5u32)
+            .map(|i| {
+                book.penalise(
+                    &hostile,
+                    Offence::Unresponsive,
+                    later + Duration::from_secs(1) * i,
+                )
+            })
+            .collect();
+        assert_eq!(banned, [false, false, false, false, true]);
+    }
+
+    #[test]
+    fn a_score_fades_a_point_per_step_and_not_below_zero() {
+        let mut book = PeerBook::new();
+        let peer = PeerId::random();
+        let start = Instant::now();
+        book.learn(peer, addr(1), start);
+        assert!(!book.penalise(&peer, Offence::Garbage, start));
+        let score = |book: &PeerBook| book.get(&peer).map(PeerEntry::score);
+        assert_eq!(score(&book), Some(50));
+        assert!(!book.penalise(&peer, Offence::Unresponsive, start + SCORE_DECAY_STEP * 10));
+        assert_eq!(score(&book), Some(60));
+        assert!(!book.penalise(
+            &peer,
+            Offence::Unresponsive,
+            start + SCORE_DECAY_STEP * 1000
+        ));
+        assert_eq!(score(&book), Some(20));
     }
 
     #[test]

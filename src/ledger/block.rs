@@ -13,8 +13,7 @@ use bincode::{Decode, Encode};
 use super::encode::{encode, encoded_size};
 use super::hash::{leading_zero_bits, sha256, BlockHash, TxId, TxRoot};
 use super::params::NetworkParams;
-use super::state::TxError;
-use super::transaction::{verify_batch, Transaction};
+use super::transaction::{verify_batch, Transaction, TxError};
 
 /// The part of a block that is hashed: commits to the parent, the transactions and the work.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]

@@ -930,8 +930,7 @@ fn is_committed_by_header(e: &BlockError) -> bool {
 mod tests {
     use super::*;
     use crate::ledger::params::GENESIS_TIMESTAMP_MS;
-    use crate::ledger::state::TxError;
-    use crate::ledger::transaction::{PublicKey, Signature};
+    use crate::ledger::transaction::{PublicKey, Signature, TxError};
     use ed25519_dalek::SigningKey;
     use proptest::prelude::*;
 

@@ -25,8 +25,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use super::chain::TipChange;
 use super::hash::{Address, TxId};
-use super::state::{State, TxError};
-use super::transaction::{Transaction, Transfer};
+use super::state::State;
+use super::transaction::{Transaction, Transfer, TxError};
 
 /// Largest encoded transaction the pool takes; a transfer is far smaller.
 pub const MAX_TX_BYTES: usize = 1024;

@@ -6,16 +6,22 @@
 //! - [`encode`]: canonical bincode encoding and capped decoding
 //! - [`transaction`]: signed transfers and the coinbase
 //! - [`block`]: headers, blocks, Merkle root, context-free checks
-//! - [`params`]: network parameters and the deterministic genesis
+//! - [`params`]: network parameters (numbers only)
+//! - [`genesis`]: the deterministic genesis block the parameters determine
 //! - [`pow`]: proof of work and the multi-threaded miner
 //! - [`state`]: balances and nonces
 //! - [`chain`]: block tree, fork choice, reorgs, orphans, locators
 //! - [`mempool`]: pending transactions and block templates
 //! - [`store`]: the durable redb store
+//!
+//! Imports point one way, from the bottom up: `hash`, `encode` -> `params`, `transaction` ->
+//! `block` -> `genesis`, `state`, `pow` -> `chain` -> `mempool`, `store`. No module imports
+//! one that imports it back.
 
 pub mod block;
 pub mod chain;
 pub mod encode;
+pub mod genesis;
 pub mod hash;
 pub mod mempool;
 pub mod params;
@@ -29,6 +35,6 @@ pub use chain::{Accepted, Chain, Placement, TipChange};
 pub use hash::{Address, BlockHash, TxId};
 pub use mempool::{Mempool, MempoolError};
 pub use params::NetworkParams;
-pub use state::{State, TxError};
+pub use state::State;
 pub use store::{Store, StoreError};
-pub use transaction::{PublicKey, Transaction};
+pub use transaction::{PublicKey, Transaction, TxError};

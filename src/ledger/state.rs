@@ -11,6 +11,9 @@ use super::block::{Block, BlockError};
 use super::hash::Address;
 use super::transaction::{Transaction, Transfer};
 
+/// Re-exported because [`State::check_transfer`] reports it; it is defined beside transactions.
+pub use super::transaction::TxError;
+
 /// One address's balance and the count of transfers it has sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Account {
@@ -18,39 +21,6 @@ pub struct Account {
     pub balance: u64,
     /// Transfers sent so far, which is the nonce the next one must carry.
     pub nonce: u64,
-}
-
-/// Why a transaction cannot be applied to a state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TxError {
-    /// The signature does not verify against the sender's key.
-    #[error("bad signature")]
-    BadSignature,
-    /// The nonce is not the sender's next one.
-    #[error("nonce {got} is not the sender's next nonce {expected}")]
-    BadNonce {
-        /// The sender's next nonce.
-        expected: u64,
-        /// The transfer's.
-        got: u64,
-    },
-    /// The sender cannot pay amount plus fee.
-    #[error("insufficient funds: balance {balance}, needed {needed}")]
-    InsufficientFunds {
-        /// The sender's balance.
-        balance: u64,
-        /// Amount plus fee.
-        needed: u64,
-    },
-    /// A transfer of zero coins.
-    #[error("amount must be positive")]
-    ZeroAmount,
-    /// Amount plus fee, or the receiver's new balance, does not fit in 64 bits.
-    #[error("amount overflows")]
-    Overflow,
-    /// A coinbase outside the first position of a block.
-    #[error("a coinbase is only valid as a block's first transaction")]
-    UnexpectedCoinbase,
 }
 
 /// Balances and nonces of every address with a non-zero account.

@@ -231,6 +231,39 @@ pub fn verify_batch(txs: &[&Transaction]) -> Result<(), SignatureError> {
     ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| SignatureError::Invalid)
 }
 
+/// Why a transaction breaks a rule: its signature, or its nonce and funds against a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The signature does not verify against the sender's key.
+    #[error("bad signature")]
+    BadSignature,
+    /// The nonce is not the sender's next one.
+    #[error("nonce {got} is not the sender's next nonce {expected}")]
+    BadNonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transfer's.
+        got: u64,
+    },
+    /// The sender cannot pay amount plus fee.
+    #[error("insufficient funds: balance {balance}, needed {needed}")]
+    InsufficientFunds {
+        /// The sender's balance.
+        balance: u64,
+        /// Amount plus fee.
+        needed: u64,
+    },
+    /// A transfer of zero coins.
+    #[error("amount must be positive")]
+    ZeroAmount,
+    /// Amount plus fee, or the receiver's new balance, does not fit in 64 bits.
+    #[error("amount overflows")]
+    Overflow,
+    /// A coinbase outside the first position of a block.
+    #[error("a coinbase is only valid as a block's first transaction")]
+    UnexpectedCoinbase,
+}
+
 /// Why a signature check failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {

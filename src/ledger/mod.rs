@@ -5,12 +5,12 @@
 //! - [`hash`]: digest newtypes and SHA-256
 //! - [`encode`]: canonical bincode encoding and capped decoding
 //! - [`transaction`]: signed transfers and the coinbase
-//! - [`block`]: headers, blocks, Merkle root, context-free checks
+//! - [`block`]: headers, blocks, Merkle root, context-free checks, [`CheckedBlock`]
 //! - [`params`]: network parameters (numbers only)
 //! - [`genesis`]: the deterministic genesis block the parameters determine
 //! - [`pow`]: proof of work and the multi-threaded miner
-//! - [`state`]: balances and nonces
-//! - [`chain`]: block tree, fork choice, reorgs, orphans, locators
+//! - [`state`]: balances and nonces, and the one check of a transfer against them
+//! - [`chain`]: block tree, fork choice, reorgs; orphans, invalid blocks, locators, pruning
 //! - [`mempool`]: pending transactions and block templates
 //! - [`store`]: the durable redb store
 //!
@@ -30,7 +30,7 @@ pub mod state;
 pub mod store;
 pub mod transaction;
 
-pub use block::{Block, BlockError, BlockHeader};
+pub use block::{Block, BlockError, BlockHeader, CheckedBlock};
 pub use chain::{Accepted, Chain, Placement, TipChange};
 pub use hash::{Address, BlockHash, TxId};
 pub use mempool::{Mempool, MempoolError};

@@ -211,7 +211,8 @@ impl Block {
                     });
                 }
             }
-            // Batch and single verification disagree only on non-canonical edge cases: reject.
+            // Unreachable while batch and single verification accept the same signatures (see
+            // `transaction::verify_batch`); refusing keeps a disagreement from ever passing.
             return Err(BlockError::Transaction {
                 index: 0,
                 source: TxError::BadSignature,

@@ -4,7 +4,7 @@
 //! Layout:
 //! - [`hash`]: digest newtypes and SHA-256
 //! - [`encode`]: canonical bincode encoding and capped decoding
-//! - [`transaction`]: signed transfers and the coinbase
+//! - [`transaction`]: signed transfers, the coinbase, the one signature rule (ZIP-215)
 //! - [`block`]: headers, blocks, Merkle root, context-free checks, [`CheckedBlock`]
 //! - [`params`]: network parameters (numbers only)
 //! - [`genesis`]: the deterministic genesis block the parameters determine

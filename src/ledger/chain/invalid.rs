@@ -6,13 +6,13 @@
 //!   fixes (height, median time past; see [`is_committed_by_header`]) or a broken state rule
 //!   found when connecting. Structural failures are not: the header does not commit to
 //!   signatures, so remembering would let a peer ban a valid block by sending it broken;
-//! - a block remembered as invalid takes its descendants with it: those in the tree are removed
-//!   and remembered as `KnownInvalid`, and so are the orphans waiting on it;
 //! - the memory is bounded by [`MAX_INVALID`] hashes, oldest forgotten first.
+//!
+//! The chain (`mod.rs`) decides what to remember, with each block's descendants; this file
+//! imports nothing from it.
 
 use std::collections::{HashSet, VecDeque};
 
-use super::Chain;
 use crate::ledger::block::BlockError;
 use crate::ledger::hash::BlockHash;
 
@@ -54,50 +54,11 @@ pub(super) fn is_committed_by_header(e: &BlockError) -> bool {
     )
 }
 
-impl Chain {
-    /// Remembers a rejected block as invalid, with the orphans waiting for it.
-    pub(super) fn reject_with_orphans(&mut self, hash: BlockHash) {
-        self.invalid.remember(hash);
-        self.drop_orphan_descendants(hash, &mut Vec::new());
-    }
-
-    /// Removes every orphan descending from the invalid `root`, remembering each as invalid.
-    pub(super) fn drop_orphan_descendants(
-        &mut self,
-        root: BlockHash,
-        invalid: &mut Vec<(BlockHash, BlockError)>,
-    ) {
-        for child in self.orphans.remove_descendants(root) {
-            self.invalid.remember(child);
-            invalid.push((child, BlockError::KnownInvalid));
-        }
-    }
-
-    /// Removes a block that broke a state rule, and all its descendants, from the tree and
-    /// remembers them as invalid.
-    pub(super) fn invalidate(
-        &mut self,
-        hash: BlockHash,
-        error: BlockError,
-        invalid: &mut Vec<(BlockHash, BlockError)>,
-    ) {
-        let removed = self.remove_subtree(hash);
-        for h in removed {
-            self.invalid.remember(h);
-            let e = if h == hash {
-                error.clone()
-            } else {
-                BlockError::KnownInvalid
-            };
-            invalid.push((h, e));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ledger::chain::fixtures::*;
+    use crate::ledger::chain::{Chain, Placement};
     use crate::ledger::transaction::Transaction;
 
     #[test]
@@ -159,10 +120,7 @@ mod tests {
         assert_eq!(broken.block_hash(), good.block_hash(), "same header");
         assert!(chain.accept_block(broken, NOW).is_err());
         assert!(!chain.is_known_invalid(&good.block_hash()));
-        assert_eq!(
-            accept(&mut chain, &good).placement,
-            crate::ledger::chain::Placement::MainChain
-        );
+        assert_eq!(accept(&mut chain, &good).placement, Placement::MainChain);
     }
 
     #[test]

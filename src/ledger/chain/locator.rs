@@ -1,4 +1,4 @@
-//! Locators: how a node names its main chain to a peer, and how it answers a peer's.
+//! Locators: how a node names its main chain to a peer, and which blocks answer a peer's.
 //!
 //! Rules kept (see `proto-notes/consensus.md`, "Block locator" and "Answering a locator"):
 //! - a locator lists main-chain hashes newest first: the tip and the nine below it one by one,
@@ -6,10 +6,15 @@
 //! - an answer starts after the first of at most [`MAX_LOCATOR_LEN`] locator hashes that is on
 //!   our main chain (after genesis if none is), lists main-chain blocks in ascending height, and
 //!   stops at the count and byte caps, except that the first block always goes.
+//!
+//! The functions here work on the main chain handed to them and import nothing from the chain;
+//! [`Chain::locator`] and [`Chain::blocks_after_locator`] call them.
+//!
+//! [`Chain::locator`]: super::Chain::locator
+//! [`Chain::blocks_after_locator`]: super::Chain::blocks_after_locator
 
 use std::sync::Arc;
 
-use super::Chain;
 use crate::ledger::block::Block;
 use crate::ledger::hash::BlockHash;
 
@@ -19,64 +24,95 @@ pub const MAX_LOCATOR_LEN: usize = 128;
 /// Most recent main-chain hashes a locator lists one by one before it starts skipping.
 const LOCATOR_DENSE: usize = 10;
 
-impl Chain {
-    /// The block locator: tip, about ten recent hashes, then exponentially back to genesis.
-    ///
-    /// Heights listed: the tip and the 9 below it one by one, then steps of 2, 4, 8, ...; the
-    /// last entry is always genesis.
-    pub fn locator(&self) -> Vec<BlockHash> {
-        let mut out = Vec::new();
-        let mut height = self.main.len().saturating_sub(1);
-        let mut step = 1usize;
-        loop {
-            out.push(self.main[height]);
-            if height == 0 {
-                break;
-            }
-            if out.len() >= LOCATOR_DENSE {
-                step = step.saturating_mul(2);
-            }
-            height = height.saturating_sub(step);
+/// The locator of the main chain `main` (genesis first): heights tip, tip - 1, ... one by one
+/// for [`LOCATOR_DENSE`] entries, then in steps of 2, 4, 8, ...; the last entry is always
+/// genesis. Empty only if `main` is.
+pub(super) fn build_locator(main: &[BlockHash]) -> Vec<BlockHash> {
+    let mut out = Vec::new();
+    let Some(mut height) = main.len().checked_sub(1) else {
+        return out;
+    };
+    let mut step = 1usize;
+    loop {
+        out.push(main[height]);
+        if height == 0 {
+            break;
         }
-        out
+        if out.len() >= LOCATOR_DENSE {
+            step = step.saturating_mul(2);
+        }
+        height = height.saturating_sub(step);
     }
+    out
+}
 
-    /// Main-chain blocks after the newest locator hash on our main chain, capped in count and bytes.
-    ///
-    /// The first of the (at most [`MAX_LOCATOR_LEN`]) locator hashes that is on our main chain
-    /// is the starting point; if none is, the answer starts after genesis. Blocks are added in
-    /// ascending height while the count stays within `max_blocks` and the encoded bytes within
-    /// `max_bytes`, except that the first block is always included when `max_blocks > 0`.
-    pub fn blocks_after_locator(
-        &self,
-        locator: &[BlockHash],
-        max_blocks: usize,
-        max_bytes: usize,
-    ) -> Vec<Arc<Block>> {
-        let start = locator
-            .iter()
-            .take(MAX_LOCATOR_LEN)
-            .find(|h| self.is_on_main_chain(h))
-            .map_or(0, |h| self.entry(h).height as usize)
-            + 1;
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for hash in self.main.iter().skip(start).take(max_blocks) {
-            let e = self.entry(hash);
-            if !out.is_empty() && bytes.saturating_add(e.bytes) > max_bytes {
-                break;
-            }
-            bytes = bytes.saturating_add(e.bytes);
-            out.push(Arc::clone(&e.block));
+/// The height an answer to `locator` starts after: that of the first of its (at most
+/// [`MAX_LOCATOR_LEN`]) hashes to which `main_height` gives a main-chain height, or 0
+/// (genesis) if none has one.
+pub(super) fn answer_start(
+    locator: &[BlockHash],
+    main_height: impl Fn(&BlockHash) -> Option<u64>,
+) -> u64 {
+    locator
+        .iter()
+        .take(MAX_LOCATOR_LEN)
+        .find_map(main_height)
+        .unwrap_or(0)
+}
+
+/// The leading `blocks` (each with its encoded size) that fit in `max_blocks` and `max_bytes`;
+/// the first always fits when `max_blocks > 0`.
+pub(super) fn take_capped<'a>(
+    blocks: impl Iterator<Item = (&'a Arc<Block>, usize)>,
+    max_blocks: usize,
+    max_bytes: usize,
+) -> Vec<Arc<Block>> {
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for (block, size) in blocks.take(max_blocks) {
+        if !out.is_empty() && bytes.saturating_add(size) > max_bytes {
+            break;
         }
-        out
+        bytes = bytes.saturating_add(size);
+        out.push(Arc::clone(block));
     }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ledger::chain::fixtures::*;
+    use crate::ledger::chain::Chain;
+
+    fn fake_chain(len: u8) -> Vec<BlockHash> {
+        (0..len).map(|i| BlockHash([i; 32])).collect()
+    }
+
+    #[test]
+    fn a_short_chain_is_listed_in_full_newest_first_down_to_genesis() {
+        assert_eq!(build_locator(&fake_chain(1)), fake_chain(1));
+        let mut all = fake_chain(10);
+        all.reverse();
+        assert_eq!(build_locator(&fake_chain(10)), all);
+        assert!(build_locator(&[]).is_empty());
+    }
+
+    #[test]
+    fn an_answer_starts_after_the_first_known_hash_among_the_first_128() {
+        let main = fake_chain(200);
+        let height = |h: &BlockHash| main.iter().position(|m| m == h).map(|i| i as u64);
+        let unknown = BlockHash([0xff; 32]);
+        assert_eq!(answer_start(&[unknown, main[7], main[9]], height), 7);
+        assert_eq!(answer_start(&[unknown], height), 0);
+        let mut long = vec![unknown; MAX_LOCATOR_LEN];
+        long.push(main[5]);
+        assert_eq!(
+            answer_start(&long, height),
+            0,
+            "entries past the cap are ignored"
+        );
+    }
 
     #[test]
     fn a_locator_lists_ten_recent_hashes_then_doubles_back_to_genesis() {

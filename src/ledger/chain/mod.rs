@@ -12,16 +12,21 @@
 //!   block that fails them is removed with all its descendants and remembered as invalid, and the
 //!   chain settles on the best branch that is still valid;
 //! - the state always equals a replay of the main chain from genesis, because connecting is
-//!   [`State::apply_block`] and disconnecting is its exact inverse [`State::undo_block`].
+//!   [`State::apply_block`] and disconnecting is its exact inverse [`State::undo_block`];
+//! - a block found invalid takes its descendants with it: those in the tree are removed and
+//!   remembered as `KnownInvalid`, and so are the orphans waiting on it;
+//! - side branches are bounded: those whose leaf is more than [`PRUNE_DEPTH`] blocks below the
+//!   tip are pruned, then the lightest while there are more than [`MAX_SIDE_BLOCKS`] side
+//!   blocks; main-chain blocks never are, and a pruned block is forgotten, not held invalid.
 //!
-//! Beside this file: [`orphans`] (blocks waiting for their parent), [`invalid`] (the memory of
-//! invalid blocks), [`locator`] (locators and the answers to them) and [`prune`] (the bounds on
-//! side branches).
+//! Beside this file, each a leaf that imports nothing from here: `orphans` (the pool of blocks
+//! waiting for their parent), `invalid` (the bounded memory of invalid blocks and which
+//! failures may enter it) and `locator` (building locators and choosing the blocks that answer
+//! one). Their tests, and `fixtures` and `proptests`, reach up to [`Chain`]; nothing imports them.
 
 mod invalid;
 mod locator;
 mod orphans;
-mod prune;
 
 #[cfg(test)]
 mod fixtures;
@@ -37,18 +42,24 @@ use super::params::NetworkParams;
 use super::state::State;
 use super::transaction::Transaction;
 use invalid::{is_committed_by_header, InvalidSet};
+use locator::{answer_start, build_locator, take_capped};
 use orphans::OrphanPool;
 
 pub use invalid::MAX_INVALID;
 pub use locator::MAX_LOCATOR_LEN;
 pub use orphans::{MAX_ORPHANS, MAX_ORPHAN_BYTES};
-pub use prune::{MAX_SIDE_BLOCKS, PRUNE_DEPTH};
 
 /// Number of blocks whose median timestamp a new block's timestamp must exceed.
 pub const MEDIAN_TIME_SPAN: usize = 11;
 
 /// How far ahead of the local clock a block's timestamp may be: 2 hours in milliseconds.
 pub const MAX_FUTURE_DRIFT_MS: u64 = 2 * 60 * 60 * 1000;
+
+/// Side-branch blocks more than this many blocks below the tip are pruned.
+pub const PRUNE_DEPTH: u64 = 1_000;
+
+/// Cap on the number of side-branch blocks kept in the tree.
+pub const MAX_SIDE_BLOCKS: usize = 4_096;
 
 /// One change of the main chain's tip, as seen by the mempool, the store and the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -496,6 +507,44 @@ impl Chain {
         }
     }
 
+    /// Remembers a rejected block as invalid, with the orphans waiting for it.
+    fn reject_with_orphans(&mut self, hash: BlockHash) {
+        self.invalid.remember(hash);
+        self.drop_orphan_descendants(hash, &mut Vec::new());
+    }
+
+    /// Removes every orphan descending from the invalid `root`, remembering each as invalid.
+    fn drop_orphan_descendants(
+        &mut self,
+        root: BlockHash,
+        invalid: &mut Vec<(BlockHash, BlockError)>,
+    ) {
+        for child in self.orphans.remove_descendants(root) {
+            self.invalid.remember(child);
+            invalid.push((child, BlockError::KnownInvalid));
+        }
+    }
+
+    /// Removes a block that broke a state rule, and all its descendants, from the tree and
+    /// remembers them as invalid.
+    fn invalidate(
+        &mut self,
+        hash: BlockHash,
+        error: BlockError,
+        invalid: &mut Vec<(BlockHash, BlockError)>,
+    ) {
+        let removed = self.remove_subtree(hash);
+        for h in removed {
+            self.invalid.remember(h);
+            let e = if h == hash {
+                error.clone()
+            } else {
+                BlockError::KnownInvalid
+            };
+            invalid.push((h, e));
+        }
+    }
+
     /// The fork-choice winner: the leaf with the most work; on a tie `incumbent` (the tip before
     /// this activation), then the earliest arrival.
     fn best_leaf(&self, incumbent: &BlockHash) -> BlockHash {
@@ -621,6 +670,98 @@ impl Chain {
             }
         }
         removed
+    }
+
+    /// Bounds the side branches: drops branches whose leaf is more than [`PRUNE_DEPTH`] below
+    /// the tip, then the branches with the least work while there are more than
+    /// [`MAX_SIDE_BLOCKS`] side blocks. Main-chain blocks are never pruned.
+    fn prune(&mut self) {
+        if self.leaves.len() <= 1 {
+            return;
+        }
+        let tip_height = self.height();
+        let mut side_leaves: Vec<(u128, u64, BlockHash, u64)> = self
+            .leaves
+            .iter()
+            .filter(|h| !self.is_on_main_chain(h))
+            .map(|h| {
+                let e = self.entry(h);
+                (e.work, e.seq, *h, e.height)
+            })
+            .collect();
+        side_leaves.retain(|&(_, _, hash, height)| {
+            if height.saturating_add(PRUNE_DEPTH) < tip_height {
+                self.prune_branch(hash);
+                false
+            } else {
+                true
+            }
+        });
+        if self.side_block_count() <= MAX_SIDE_BLOCKS {
+            return;
+        }
+        // Least work first; among equals the newest goes first.
+        side_leaves.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        for (_, _, hash, _) in side_leaves {
+            if self.side_block_count() <= MAX_SIDE_BLOCKS {
+                break;
+            }
+            self.prune_branch(hash);
+        }
+    }
+
+    /// Removes a side-branch leaf and its ancestors down to the main chain or to the first
+    /// ancestor with other children.
+    fn prune_branch(&mut self, leaf: BlockHash) {
+        let mut cursor = leaf;
+        loop {
+            if self.is_on_main_chain(&cursor) {
+                break;
+            }
+            let Some(e) = self.tree.get(&cursor) else {
+                break;
+            };
+            if !e.children.is_empty() {
+                break;
+            }
+            let parent = e.parent;
+            self.remove_subtree(cursor);
+            cursor = parent;
+        }
+    }
+
+    /// The block locator: tip, about ten recent hashes, then exponentially back to genesis.
+    ///
+    /// Heights listed: the tip and the 9 below it one by one, then steps of 2, 4, 8, ...; the
+    /// last entry is always genesis.
+    pub fn locator(&self) -> Vec<BlockHash> {
+        build_locator(&self.main)
+    }
+
+    /// Main-chain blocks after the newest locator hash on our main chain, capped in count and bytes.
+    ///
+    /// The first of the (at most [`MAX_LOCATOR_LEN`]) locator hashes that is on our main chain
+    /// is the starting point; if none is, the answer starts after genesis. Blocks are added in
+    /// ascending height while the count stays within `max_blocks` and the encoded bytes within
+    /// `max_bytes`, except that the first block is always included when `max_blocks > 0`.
+    pub fn blocks_after_locator(
+        &self,
+        locator: &[BlockHash],
+        max_blocks: usize,
+        max_bytes: usize,
+    ) -> Vec<Arc<Block>> {
+        let start = answer_start(locator, |h| {
+            self.is_on_main_chain(h).then(|| self.entry(h).height)
+        });
+        let after = self
+            .main
+            .iter()
+            .skip(usize::try_from(start).map_or(usize::MAX, |s| s.saturating_add(1)))
+            .map(|h| {
+                let e = self.entry(h);
+                (&e.block, e.bytes)
+            });
+        take_capped(after, max_blocks, max_bytes)
     }
 
     /// An unmined block on the tip paying `miner`, with `txs` (already in valid order): the
@@ -997,5 +1138,52 @@ mod tests {
             Chain::from_main_chain(p, unmined).unwrap_err(),
             BlockError::BadProofOfWork
         );
+    }
+
+    #[test]
+    fn side_branches_far_below_the_tip_are_pruned_but_the_main_chain_never() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let main = branch(&p, &p.genesis(), miner(1), PRUNE_DEPTH as usize + 3);
+        let side = branch(&p, &p.genesis(), miner(2), 2);
+        accept(&mut chain, &main[0]);
+        accept(&mut chain, &main[1]);
+        for blk in &side {
+            accept(&mut chain, blk);
+        }
+        assert_eq!(chain.side_block_count(), 2);
+        for blk in &main[2..] {
+            accept(&mut chain, blk);
+        }
+        assert_eq!(chain.side_block_count(), 0);
+        assert!(!chain.knows(&side[0].block_hash()));
+        assert_eq!(chain.main_chain().count(), main.len() + 1);
+        assert_eq!(chain.leaves.len(), 1);
+        assert_eq!(chain.tree.len(), main.len() + 1);
+    }
+
+    #[test]
+    fn the_side_block_cap_drops_the_lightest_branches_first() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let main = branch(&p, &p.genesis(), miner(1), 3);
+        for blk in &main {
+            accept(&mut chain, blk);
+        }
+        // One long side branch of equal length to main, then many one-block side branches.
+        let heavy = branch(&p, &p.genesis(), miner(2), 3);
+        for blk in &heavy {
+            accept(&mut chain, blk);
+        }
+        for i in 0..MAX_SIDE_BLOCKS as u64 {
+            let light = child_at(&p, &main[1], miner(3), vec![], 1 + i);
+            accept(&mut chain, &light);
+        }
+        assert!(chain.side_block_count() <= MAX_SIDE_BLOCKS);
+        assert!(
+            chain.knows(&heavy[2].block_hash()),
+            "the heaviest branch stays"
+        );
+        assert_eq!(chain.tip(), main[2].block_hash());
     }
 }

@@ -257,7 +257,7 @@ proptest! {
                 Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
             }
             TransferToUnsigned => {
-                edit_transfer(&mut bad, i, None, |t| t.to = Address([junk[0] ^ 0x55; 20]));
+                edit_transfer(&mut bad, i, None, |t| t.to = Address([0x80 | junk[0]; 20]));
                 Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
             }
             TransferSignature => {

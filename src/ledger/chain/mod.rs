@@ -19,11 +19,13 @@
 //!   tip are pruned, then the lightest while there are more than [`MAX_SIDE_BLOCKS`] side
 //!   blocks; main-chain blocks never are, and a pruned block is forgotten, not held invalid.
 //!
-//! Beside this file, each a leaf that imports nothing from here: `orphans` (the pool of blocks
+//! Beside this file, each a leaf that imports nothing from here: `context` (the header rules
+//! that need the parent), `orphans` (the pool of blocks
 //! waiting for their parent), `invalid` (the bounded memory of invalid blocks and which
 //! failures may enter it) and `locator` (building locators and choosing the blocks that answer
 //! one). Their tests, and `fixtures` and `proptests`, reach up to [`Chain`]; nothing imports them.
 
+mod context;
 mod invalid;
 mod locator;
 mod orphans;
@@ -41,19 +43,15 @@ use super::hash::{Address, BlockHash};
 use super::params::NetworkParams;
 use super::state::State;
 use super::transaction::Transaction;
+use context::{check_header_context, median_time};
 use invalid::{is_committed_by_header, InvalidSet};
 use locator::{answer_start, build_locator, take_capped};
 use orphans::OrphanPool;
 
+pub use context::{MAX_FUTURE_DRIFT_MS, MEDIAN_TIME_SPAN};
 pub use invalid::MAX_INVALID;
 pub use locator::MAX_LOCATOR_LEN;
 pub use orphans::{MAX_ORPHANS, MAX_ORPHAN_BYTES};
-
-/// Number of blocks whose median timestamp a new block's timestamp must exceed.
-pub const MEDIAN_TIME_SPAN: usize = 11;
-
-/// How far ahead of the local clock a block's timestamp may be: 2 hours in milliseconds.
-pub const MAX_FUTURE_DRIFT_MS: u64 = 2 * 60 * 60 * 1000;
 
 /// Side-branch blocks more than this many blocks below the tip are pruned.
 pub const PRUNE_DEPTH: u64 = 1_000;
@@ -336,8 +334,7 @@ impl Chain {
             }
             cursor = self.tree.get(&e.parent);
         }
-        times.sort_unstable();
-        times.get(times.len() / 2).copied().unwrap_or(0)
+        median_time(times)
     }
 
     /// The entry of a hash the tree is known to hold (main chain, a leaf, a parent in it).
@@ -413,35 +410,16 @@ impl Chain {
         })
     }
 
-    /// The header rules that need the parent: height, median time past, future drift.
-    /// The parent must be in the tree.
+    /// The header rules that need the parent (height, median time past, future drift), as
+    /// [`check_header_context`] states them. The parent must be in the tree.
     fn check_context(&self, block: &Block, now_ms: u64) -> Result<(), BlockError> {
         let header = &block.header;
         let parent = self
             .tree
             .get(&header.prev_hash)
             .ok_or(BlockError::UnknownParent(header.prev_hash))?;
-        let expected = parent.height.saturating_add(1);
-        if header.height != expected {
-            return Err(BlockError::BadHeight {
-                expected,
-                got: header.height,
-            });
-        }
         let median = self.median_time_past_at(&header.prev_hash);
-        if header.timestamp <= median {
-            return Err(BlockError::TimestampTooOld {
-                median,
-                got: header.timestamp,
-            });
-        }
-        if header.timestamp > now_ms.saturating_add(MAX_FUTURE_DRIFT_MS) {
-            return Err(BlockError::TimestampTooFarAhead {
-                now: now_ms,
-                got: header.timestamp,
-            });
-        }
-        Ok(())
+        check_header_context(header, parent.height, median, now_ms)
     }
 
     /// Adds a checked block whose parent is in the tree.
@@ -985,88 +963,6 @@ mod tests {
         );
         assert!(chain.block(&b3.block_hash()).is_none() && chain.block(&b4.block_hash()).is_none());
         assert_eq!(*chain.state(), replay(&chain));
-    }
-
-    #[test]
-    fn every_contextual_rule_is_reported_by_name() {
-        let p = params();
-        let mut chain = Chain::new(p.clone());
-        let b = branch(&p, &p.genesis(), miner(1), 12);
-        for blk in &b {
-            accept(&mut chain, blk);
-        }
-        let tip = b.last().unwrap();
-        let good = child(&p, tip, miner(2), vec![]);
-
-        let mut bad_height = good.clone();
-        bad_height.header.height += 1;
-        if let Some(Transaction::Coinbase(cb)) = bad_height.transactions.first_mut() {
-            cb.height += 1;
-        }
-        let bad_height = mine(reroot(bad_height));
-        assert_eq!(
-            chain.accept_block(bad_height.clone(), NOW),
-            Err(BlockError::BadHeight {
-                expected: 13,
-                got: 14
-            })
-        );
-        assert!(chain.is_known_invalid(&bad_height.block_hash()));
-        let on_bad = child(&p, &bad_height, miner(2), vec![]);
-        assert_eq!(
-            chain.accept_block(on_bad, NOW),
-            Err(BlockError::KnownInvalid)
-        );
-
-        let median = chain.median_time_past();
-        assert_eq!(median, b[6].header.timestamp, "median of the last 11");
-        let mut old = good.clone();
-        old.header.timestamp = median;
-        assert_eq!(
-            chain.accept_block(mine(old), NOW),
-            Err(BlockError::TimestampTooOld {
-                median,
-                got: median
-            })
-        );
-
-        let mut ahead = good.clone();
-        ahead.header.timestamp = NOW + MAX_FUTURE_DRIFT_MS + 1;
-        let ahead = mine(ahead);
-        assert_eq!(
-            chain.accept_block(ahead.clone(), NOW),
-            Err(BlockError::TimestampTooFarAhead {
-                now: NOW,
-                got: NOW + MAX_FUTURE_DRIFT_MS + 1
-            })
-        );
-        assert!(!chain.knows(&ahead.block_hash()), "may be valid later");
-        let later = NOW + 1_000;
-        let acc = chain.accept_block(ahead.clone(), later).unwrap();
-        assert_eq!(acc.placement, Placement::MainChain);
-
-        let mut fake_genesis = p.genesis();
-        fake_genesis.header.timestamp += 1;
-        assert_eq!(
-            chain.accept_block(fake_genesis, NOW),
-            Err(BlockError::WrongGenesis)
-        );
-        assert_eq!(
-            accept(&mut chain, &p.genesis()).placement,
-            Placement::AlreadyKnown
-        );
-        assert_eq!(chain.tip(), ahead.block_hash());
-    }
-
-    #[test]
-    fn the_exact_two_hour_limit_is_accepted() {
-        let p = params();
-        let mut chain = Chain::new(p.clone());
-        let mut b1 = child(&p, &p.genesis(), miner(1), vec![]);
-        let now = b1.header.timestamp;
-        b1.header.timestamp = now + MAX_FUTURE_DRIFT_MS;
-        let acc = chain.accept_block(mine(b1), now).unwrap();
-        assert_eq!(acc.placement, Placement::MainChain);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use libp2p::Multiaddr;
 
 use crate::http::{HttpConfig, DEFAULT_HTTP_ADDR};
 use crate::ledger::params::{ParamsError, DEFAULT_DIFFICULTY};
+use crate::ledger::pow;
 use crate::ledger::NetworkParams;
 use crate::node::NodeConfig;
 
@@ -107,14 +108,15 @@ impl Cli {
                 .join("gossipchain")
                 .join(&self.network),
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(NodeConfig {
             data_dir,
             params,
             listen: self.listen.clone(),
             peers: self.peers.clone(),
             mdns: !self.no_mdns,
-            mine_threads: self.mine_threads.map_or(cores, usize::from),
+            mine_threads: self
+                .mine_threads
+                .map_or_else(pow::default_threads, usize::from),
         })
     }
 }

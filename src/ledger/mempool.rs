@@ -25,8 +25,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use super::chain::TipChange;
 use super::hash::{Address, TxId};
-use super::state::{State, TxError};
-use super::transaction::{Transaction, Transfer};
+use super::state::{Pending, State};
+use super::transaction::{Transaction, TxError};
 
 /// Largest encoded transaction the pool takes; a transfer is far smaller.
 pub const MAX_TX_BYTES: usize = 1024;
@@ -101,37 +101,6 @@ pub struct Mempool {
     next_seq: u64,
 }
 
-/// Checks the state rules for a transfer that follows a sender's pending ones: `nonce` is the
-/// next nonce counting them and `spent` what they cost.
-fn check_after_pending(
-    state: &State,
-    t: &Transfer,
-    nonce: u64,
-    spent: u64,
-) -> Result<u64, TxError> {
-    if t.amount == 0 {
-        return Err(TxError::ZeroAmount);
-    }
-    let cost = t.amount.checked_add(t.fee).ok_or(TxError::Overflow)?;
-    if t.nonce != nonce {
-        return Err(TxError::BadNonce {
-            expected: nonce,
-            got: t.nonce,
-        });
-    }
-    let balance = state.balance(&t.from.address()).saturating_sub(spent);
-    if balance < cost {
-        return Err(TxError::InsufficientFunds {
-            balance,
-            needed: cost,
-        });
-    }
-    if t.to != t.from.address() && state.balance(&t.to).checked_add(t.amount).is_none() {
-        return Err(TxError::Overflow);
-    }
-    Ok(cost)
-}
-
 impl Mempool {
     /// An empty pool holding at most `capacity` transactions.
     pub fn new(capacity: usize) -> Self {
@@ -192,12 +161,11 @@ impl Mempool {
             });
         }
         let sender = t.from.address();
-        let (count, spent) = self
-            .queues
-            .get(&sender)
-            .map_or((0, 0), |q| (q.txids.len() as u64, q.spent));
-        let nonce = state.next_nonce(&sender).saturating_add(count);
-        let cost = check_after_pending(state, t, nonce, spent)?;
+        let pending = self.queues.get(&sender).map_or(Pending::NONE, |q| Pending {
+            count: q.txids.len() as u64,
+            spent: q.spent,
+        });
+        let cost = state.check_transfer_after(t, pending)?;
         let fee = t.fee;
         if tx.verify_signature().is_err() {
             return Err(MempoolError::BadSignature);
@@ -361,11 +329,12 @@ impl Mempool {
             let t = tx.transfer();
             (t.map_or(0, |t| t.nonce), Reverse(tx.fee()))
         });
-        let mut nonce = state.next_nonce(address);
-        let mut spent = 0u64;
+        let base = state.next_nonce(address);
+        let mut pending = Pending::NONE;
         let mut seen = HashSet::new();
         for (tx, seq) in candidates {
             let Some(t) = tx.transfer() else { continue };
+            let nonce = base.saturating_add(pending.count);
             if t.nonce > nonce {
                 break;
             }
@@ -373,11 +342,11 @@ impl Mempool {
             if t.nonce < nonce || !seen.insert(txid) {
                 continue;
             }
-            let Ok(cost) = check_after_pending(state, t, nonce, spent) else {
+            let Ok(cost) = state.check_transfer_after(t, pending) else {
                 continue;
             };
-            nonce += 1;
-            spent += cost;
+            pending.count += 1;
+            pending.spent += cost;
             let entry = Entry {
                 sender: *address,
                 fee: t.fee,

@@ -1,15 +1,10 @@
-//! Network parameters and the genesis block they determine.
+//! Network parameters: the numbers that define one network, and their bounds.
 //!
-//! Every consensus parameter (name, difficulty, reward, size caps) is committed into the genesis
-//! block, which is built deterministically, so two nodes agree on a network exactly when their
-//! genesis hashes agree. The genesis hash is the network's identity on the wire.
+//! This module holds numbers only and imports no other ledger module, so every other module can
+//! read the parameters. Every parameter (name, difficulty, reward, size caps) is committed into
+//! the genesis block, which [`super::genesis`] builds from them.
 
 use bincode::{Decode, Encode};
-
-use super::block::{compute_tx_root, Block, BlockHeader};
-use super::encode::encode;
-use super::hash::{sha256, Address, BlockHash};
-use super::transaction::Transaction;
 
 /// Genesis timestamp: 2026-01-01T00:00:00Z in milliseconds.
 pub const GENESIS_TIMESTAMP_MS: u64 = 1_767_225_600_000;
@@ -95,41 +90,6 @@ impl NetworkParams {
             ..Self::devnet()
         }
     }
-
-    /// The address the genesis coinbase pays (zero coins): a digest of the parameters, so the
-    /// genesis hash commits to every one of them.
-    fn genesis_address(&self) -> Address {
-        let mut bytes = b"gossipchain genesis".to_vec();
-        bytes.extend(encode(self));
-        let d = sha256(&bytes);
-        let mut a = [0u8; 20];
-        a.copy_from_slice(&d[..20]);
-        Address(a)
-    }
-
-    /// The network's first block, the same on every node: height 0, zero parent, a coinbase of
-    /// zero coins to the parameters' digest, the fixed genesis timestamp, nonce 0. It is not
-    /// mined: nodes know it, they never validate its proof of work.
-    pub fn genesis(&self) -> Block {
-        let coinbase = Transaction::coinbase(0, self.genesis_address(), 0);
-        let tx_root = compute_tx_root(&[coinbase.compute_txid()]);
-        Block {
-            header: BlockHeader {
-                height: 0,
-                prev_hash: BlockHash::ZERO,
-                tx_root,
-                timestamp: GENESIS_TIMESTAMP_MS,
-                difficulty: self.difficulty,
-                nonce: 0,
-            },
-            transactions: vec![coinbase],
-        }
-    }
-
-    /// The genesis block's hash: the network's identity on the wire and in the store.
-    pub fn genesis_hash(&self) -> BlockHash {
-        self.genesis().block_hash()
-    }
 }
 
 #[cfg(test)]
@@ -137,58 +97,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn genesis_is_deterministic() {
-        assert_eq!(
-            NetworkParams::devnet().genesis(),
-            NetworkParams::devnet().genesis()
-        );
-    }
-
-    #[test]
-    fn every_parameter_changes_the_genesis_hash() {
-        let base = NetworkParams::devnet();
-        let variants = [
-            NetworkParams {
-                name: "other".into(),
-                ..base.clone()
-            },
-            NetworkParams {
-                difficulty: 3,
-                ..base.clone()
-            },
-            NetworkParams {
-                reward: 51,
-                ..base.clone()
-            },
-            NetworkParams {
-                max_block_bytes: 1,
-                ..base.clone()
-            },
-            NetworkParams {
-                max_block_txs: 1,
-                ..base.clone()
-            },
-        ];
-        for v in variants {
-            assert_ne!(v.genesis_hash(), base.genesis_hash());
-        }
-    }
-
-    #[test]
     fn bad_parameters_are_refused() {
         assert_eq!(NetworkParams::new("", 1), Err(ParamsError::BadName));
         assert_eq!(
             NetworkParams::new("x", 65),
             Err(ParamsError::DifficultyTooHigh(65))
-        );
-    }
-
-    #[test]
-    fn devnet_genesis_matches_the_published_test_vector() {
-        // proto-notes/encoding.md publishes this hash; a change here is a new network.
-        assert_eq!(
-            NetworkParams::devnet().genesis_hash().to_hex(),
-            "6dd33e00c087a2abafb9cdba467a29050e6a4ba9d4c9418de163d697ceb1b149"
         );
     }
 }

@@ -11,6 +11,9 @@ use super::block::{Block, BlockError};
 use super::hash::Address;
 use super::transaction::{Transaction, Transfer};
 
+/// Re-exported because [`State::check_transfer`] reports it; it is defined beside transactions.
+use super::transaction::TxError;
+
 /// One address's balance and the count of transfers it has sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Account {
@@ -20,37 +23,19 @@ pub struct Account {
     pub nonce: u64,
 }
 
-/// Why a transaction cannot be applied to a state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TxError {
-    /// The signature does not verify against the sender's key.
-    #[error("bad signature")]
-    BadSignature,
-    /// The nonce is not the sender's next one.
-    #[error("nonce {got} is not the sender's next nonce {expected}")]
-    BadNonce {
-        /// The sender's next nonce.
-        expected: u64,
-        /// The transfer's.
-        got: u64,
-    },
-    /// The sender cannot pay amount plus fee.
-    #[error("insufficient funds: balance {balance}, needed {needed}")]
-    InsufficientFunds {
-        /// The sender's balance.
-        balance: u64,
-        /// Amount plus fee.
-        needed: u64,
-    },
-    /// A transfer of zero coins.
-    #[error("amount must be positive")]
-    ZeroAmount,
-    /// Amount plus fee, or the receiver's new balance, does not fit in 64 bits.
-    #[error("amount overflows")]
-    Overflow,
-    /// A coinbase outside the first position of a block.
-    #[error("a coinbase is only valid as a block's first transaction")]
-    UnexpectedCoinbase,
+/// A sender's transfers that are not in the state yet but that a new transfer must follow
+/// (the mempool's pending ones): how many there are and what they spend in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Number of pending transfers: the new one's nonce comes after theirs.
+    pub count: u64,
+    /// Their amounts plus fees: not available to the new one.
+    pub spent: u64,
+}
+
+impl Pending {
+    /// Nothing pending: the transfer is checked against the state alone.
+    pub const NONE: Self = Self { count: 0, spent: 0 };
 }
 
 /// Balances and nonces of every address with a non-zero account.
@@ -101,29 +86,43 @@ impl State {
     /// # Errors
     /// The [`TxError`] of the rule broken.
     pub fn check_transfer(&self, t: &Transfer) -> Result<(), TxError> {
+        self.check_transfer_after(t, Pending::NONE).map(|_| ())
+    }
+
+    /// Checks a transfer that follows its sender's `pending` ones, and returns what it costs the
+    /// sender (amount plus fee). This is the one place the transfer rules are written: blocks
+    /// apply transfers through it with nothing pending, the mempool admits them through it.
+    ///
+    /// The rules, in order: a positive amount; amount plus fee fits in 64 bits; the nonce is the
+    /// sender's next one counting the pending transfers; the sender's balance less what the
+    /// pending transfers spend covers amount plus fee; the receiver's balance (if it is not
+    /// the sender) can take the amount.
+    ///
+    /// # Errors
+    /// The [`TxError`] of the first rule broken.
+    pub fn check_transfer_after(&self, t: &Transfer, pending: Pending) -> Result<u64, TxError> {
         if t.amount == 0 {
             return Err(TxError::ZeroAmount);
         }
         let needed = t.amount.checked_add(t.fee).ok_or(TxError::Overflow)?;
-        let sender = self.account(&t.from.address());
-        if t.nonce != sender.nonce {
+        let from = t.from.address();
+        let sender = self.account(&from);
+        let nonce = sender.nonce.saturating_add(pending.count);
+        if t.nonce != nonce {
             return Err(TxError::BadNonce {
-                expected: sender.nonce,
+                expected: nonce,
                 got: t.nonce,
             });
         }
-        if sender.balance < needed {
-            return Err(TxError::InsufficientFunds {
-                balance: sender.balance,
-                needed,
-            });
+        let balance = sender.balance.saturating_sub(pending.spent);
+        if balance < needed {
+            return Err(TxError::InsufficientFunds { balance, needed });
         }
-        let to = t.to;
         // Crediting can only overflow if the receiver is not the sender.
-        if to != t.from.address() && self.balance(&to).checked_add(t.amount).is_none() {
+        if t.to != from && self.balance(&t.to).checked_add(t.amount).is_none() {
             return Err(TxError::Overflow);
         }
-        Ok(())
+        Ok(needed)
     }
 
     /// Applies one transfer after checking it.
@@ -320,6 +319,49 @@ mod tests {
                     got: 5
                 }
             })
+        );
+    }
+
+    #[test]
+    fn a_transfer_after_pending_ones_needs_the_next_nonce_and_the_funds_they_leave() {
+        let alice = SigningKey::from_bytes(&[1; 32]);
+        let alice_addr =
+            crate::ledger::transaction::PublicKey(alice.verifying_key().to_bytes()).address();
+        let mut s = State::new();
+        s.apply_block(&block(vec![Transaction::coinbase(1, alice_addr, 50)]), 50)
+            .unwrap();
+        let pay = |amount, nonce| {
+            Transaction::sign_transfer(&alice, Address([2; 20]), amount, 1, nonce)
+                .transfer()
+                .cloned()
+                .unwrap()
+        };
+        let pending = Pending {
+            count: 2,
+            spent: 30,
+        };
+        assert_eq!(s.check_transfer_after(&pay(19, 2), pending), Ok(20));
+        assert_eq!(
+            s.check_transfer_after(&pay(20, 2), pending),
+            Err(TxError::InsufficientFunds {
+                balance: 20,
+                needed: 21
+            })
+        );
+        assert_eq!(
+            s.check_transfer_after(&pay(1, 0), pending),
+            Err(TxError::BadNonce {
+                expected: 2,
+                got: 0
+            })
+        );
+        // With nothing pending it is the block rule itself.
+        assert_eq!(s.check_transfer_after(&pay(1, 0), Pending::NONE), Ok(2));
+        assert_eq!(s.check_transfer(&pay(1, 0)), Ok(()));
+        assert_eq!(
+            s.check_transfer(&pay(0, 0)),
+            Err(TxError::ZeroAmount),
+            "zero amounts are refused before anything else"
         );
     }
 }

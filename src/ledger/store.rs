@@ -585,7 +585,6 @@ mod tests {
         Accepted {
             hash: last.block_hash(),
             placement: Placement::MainChain,
-            stored: connected.clone(),
             tip_change: Some(TipChange {
                 old_tip,
                 new_tip: last.block_hash(),
@@ -680,7 +679,6 @@ mod tests {
             .commit(&Accepted {
                 hash: side.block_hash(),
                 placement: Placement::SideBranch,
-                stored: vec![side.clone()],
                 tip_change: None,
                 invalid: vec![],
             })

@@ -3,9 +3,16 @@
 //! A transfer's txid is the SHA-256 of the canonical encoding of its [`TxBody`], and its
 //! signature is over those same bytes, so the id commits to everything the sender signed. The
 //! coinbase is unsigned; it carries its block's height so that two coinbases never share an id.
+//!
+//! Rule kept: one signature rule, ZIP-215 (as implemented by `ed25519-zebra`), for a
+//! transfer checked alone ([`Transaction::verify_signature`], the mempool) and for a block's
+//! transfers checked as a batch ([`verify_batch`]): both accept exactly the same signatures,
+//! so a transfer the mempool takes is never refused in a block, and the reverse. Signing uses
+//! `ed25519-dalek`: signatures are standard RFC 8032 ones, which ZIP-215 accepts.
 
 use bincode::{Decode, Encode};
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey};
+use ed25519_zebra::{batch, VerificationKey, VerificationKeyBytes};
 
 use super::encode::{encode, encoded_size};
 use super::hash::{sha256, Address, TxId};
@@ -23,9 +30,10 @@ impl PublicKey {
         Address(a)
     }
 
-    /// The key in the form ed25519-dalek verifies with, if the bytes are a valid point.
-    pub fn verifying_key(&self) -> Option<VerifyingKey> {
-        VerifyingKey::from_bytes(&self.0).ok()
+    /// The key as the ZIP-215 rule reads it, if the bytes decode to a curve point (a
+    /// non-canonical encoding is accepted, as ZIP-215 says).
+    fn verification_key(&self) -> Option<VerificationKey> {
+        VerificationKey::try_from(self.0).ok()
     }
 
     /// Lowercase hex, as shown to users.
@@ -183,7 +191,8 @@ impl Transaction {
         self.transfer().map(|t| t.from.address())
     }
 
-    /// Checks one transfer's signature on its own (the mempool path; blocks verify in batches).
+    /// Checks one transfer's signature on its own under the ZIP-215 rule (the mempool path;
+    /// blocks verify in batches, under the same rule).
     ///
     /// # Errors
     /// [`SignatureError`] when the key is not a valid point or the signature does not verify.
@@ -191,9 +200,9 @@ impl Transaction {
         match self {
             Transaction::Coinbase(_) => Err(SignatureError::Coinbase),
             Transaction::Transfer { body, signature } => {
-                let key = body.from.verifying_key().ok_or(SignatureError::BadKey)?;
-                let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-                key.verify(&TxBody::Transfer(body.clone()).signing_bytes(), &sig)
+                let key = body.from.verification_key().ok_or(SignatureError::BadKey)?;
+                let sig = ed25519_zebra::Signature::from(signature.0);
+                key.verify(&sig, &TxBody::Transfer(body.clone()).signing_bytes())
                     .map_err(|_| SignatureError::Invalid)
             }
         }
@@ -205,30 +214,76 @@ impl Transaction {
     }
 }
 
-/// Verifies the signatures of many transfers at once, about twice as fast as one by one.
+/// Verifies the signatures of many transfers at once, under the same ZIP-215 rule as
+/// [`Transaction::verify_signature`] and accepting exactly the same signatures, faster than
+/// one by one.
 ///
 /// # Errors
 /// [`SignatureError`] if any transfer's key or signature is bad; then the caller can check one
 /// by one to find which.
 pub fn verify_batch(txs: &[&Transaction]) -> Result<(), SignatureError> {
-    let mut messages = Vec::with_capacity(txs.len());
-    let mut sigs = Vec::with_capacity(txs.len());
-    let mut keys = Vec::with_capacity(txs.len());
+    let mut verifier = batch::Verifier::new();
     for tx in txs {
         match tx {
             Transaction::Coinbase(_) => return Err(SignatureError::Coinbase),
             Transaction::Transfer { body, signature } => {
-                keys.push(body.from.verifying_key().ok_or(SignatureError::BadKey)?);
-                sigs.push(ed25519_dalek::Signature::from_bytes(&signature.0));
-                messages.push(TxBody::Transfer(body.clone()).signing_bytes());
+                let message = TxBody::Transfer(body.clone()).signing_bytes();
+                verifier.queue((
+                    VerificationKeyBytes::from(body.from.0),
+                    ed25519_zebra::Signature::from(signature.0),
+                    &message,
+                ));
             }
         }
     }
     if txs.is_empty() {
         return Ok(());
     }
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    ed25519_dalek::verify_batch(&refs, &sigs, &keys).map_err(|_| SignatureError::Invalid)
+    verifier.verify(rand::thread_rng()).map_err(|_| {
+        // Only on failure: tell a key that is not a point from a signature that does not verify.
+        let bad_key = txs
+            .iter()
+            .filter_map(|tx| tx.transfer())
+            .any(|t| t.from.verification_key().is_none());
+        if bad_key {
+            SignatureError::BadKey
+        } else {
+            SignatureError::Invalid
+        }
+    })
+}
+
+/// Why a transaction breaks a rule: its signature, or its nonce and funds against a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    /// The signature does not verify against the sender's key.
+    #[error("bad signature")]
+    BadSignature,
+    /// The nonce is not the sender's next one.
+    #[error("nonce {got} is not the sender's next nonce {expected}")]
+    BadNonce {
+        /// The sender's next nonce.
+        expected: u64,
+        /// The transfer's.
+        got: u64,
+    },
+    /// The sender cannot pay amount plus fee.
+    #[error("insufficient funds: balance {balance}, needed {needed}")]
+    InsufficientFunds {
+        /// The sender's balance.
+        balance: u64,
+        /// Amount plus fee.
+        needed: u64,
+    },
+    /// A transfer of zero coins.
+    #[error("amount must be positive")]
+    ZeroAmount,
+    /// Amount plus fee, or the receiver's new balance, does not fit in 64 bits.
+    #[error("amount overflows")]
+    Overflow,
+    /// A coinbase outside the first position of a block.
+    #[error("a coinbase is only valid as a block's first transaction")]
+    UnexpectedCoinbase,
 }
 
 /// Why a signature check failed.
@@ -344,5 +399,184 @@ mod tests {
                 .to_hex(),
             "34750f98bd59fcfc946da45aaabe933be154a4b5"
         );
+    }
+
+    #[test]
+    fn a_signature_made_with_dalek_verifies_under_the_zip215_rule() {
+        for seed in 1..=8 {
+            let tx = Transaction::sign_transfer(&key(seed), Address([seed; 20]), 7, 2, 3);
+            let Transaction::Transfer { body, signature } = &tx else {
+                unreachable!()
+            };
+            // The same bytes pass dalek's own strict check: a standard signature.
+            let dalek_key = ed25519_dalek::VerifyingKey::from_bytes(&body.from.0).unwrap();
+            let message = TxBody::Transfer(body.clone()).signing_bytes();
+            let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+            assert!(dalek_key.verify_strict(&message, &sig).is_ok());
+            assert_eq!(tx.verify_signature(), Ok(()));
+            assert_eq!(verify_batch(&[&tx]), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_batch_with_one_bad_signature_fails_and_the_single_check_names_the_same_one() {
+        let mut txs: Vec<Transaction> = (1..=6)
+            .map(|n| Transaction::sign_transfer(&key(n), Address([2; 20]), 10, 1, 0))
+            .collect();
+        if let Transaction::Transfer { signature, .. } = &mut txs[3] {
+            signature.0[40] ^= 0x10;
+        }
+        let refs: Vec<&Transaction> = txs.iter().collect();
+        assert_eq!(verify_batch(&refs), Err(SignatureError::Invalid));
+        let singles: Vec<bool> = txs.iter().map(|t| t.verify_signature().is_ok()).collect();
+        assert_eq!(singles, [true, true, true, false, true, true]);
+        let without: Vec<&Transaction> = txs.iter().take(3).collect();
+        assert_eq!(verify_batch(&without), Ok(()));
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_curve_point_is_a_bad_key_alone_and_in_a_batch() {
+        let tx = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
+        let Transaction::Transfer {
+            mut body,
+            signature,
+        } = tx
+        else {
+            unreachable!()
+        };
+        // y = 2 is not the y coordinate of any point on the curve.
+        let mut bytes = [0u8; 32];
+        bytes[0] = 2;
+        body.from = PublicKey(bytes);
+        let bad = Transaction::Transfer { body, signature };
+        assert_eq!(bad.verify_signature(), Err(SignatureError::BadKey));
+        assert_eq!(verify_batch(&[&bad]), Err(SignatureError::BadKey));
+    }
+
+    /// Signatures built by hand, to reach the edge cases where ed25519 verifiers differ.
+    mod edge_cases {
+        use super::*;
+        use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+        use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+        use curve25519_dalek::traits::IsIdentity;
+        use curve25519_dalek::Scalar;
+        use sha2::{Digest, Sha512};
+
+        /// The identity point encoded with y = p + 1 instead of y = 1: a non-canonical encoding.
+        const NON_CANONICAL_IDENTITY: [u8; 32] = {
+            let mut b = [0xff; 32];
+            b[0] = 0xee;
+            b[31] = 0x7f;
+            b
+        };
+
+        /// The ed25519 challenge k = SHA-512(R || A || M) mod l.
+        fn challenge(r: &[u8; 32], a: &[u8; 32], message: &[u8]) -> Scalar {
+            let mut h = Sha512::new();
+            h.update(r);
+            h.update(a);
+            h.update(message);
+            let mut wide = [0u8; 64];
+            wide.copy_from_slice(&h.finalize());
+            Scalar::from_bytes_mod_order_wide(&wide)
+        }
+
+        /// A transfer from the key encoded as `a_bytes` (secret scalar `a`), signed with nonce
+        /// `r` whose point is sent as `r_bytes`: s = r + k a.
+        fn hand_signed(a_bytes: [u8; 32], a: Scalar, r: Scalar, r_bytes: [u8; 32]) -> Transaction {
+            let body = Transfer {
+                from: PublicKey(a_bytes),
+                to: Address([2; 20]),
+                amount: 10,
+                fee: 1,
+                nonce: 0,
+            };
+            let k = challenge(
+                &r_bytes,
+                &a_bytes,
+                &TxBody::Transfer(body.clone()).signing_bytes(),
+            );
+            let s = r + k * a;
+            let mut sig = [0u8; 64];
+            sig[..32].copy_from_slice(&r_bytes);
+            sig[32..].copy_from_slice(s.as_bytes());
+            Transaction::Transfer {
+                body,
+                signature: Signature(sig),
+            }
+        }
+
+        /// What ed25519-dalek 2, the verifier used before, said alone and in a batch.
+        fn dalek_single_and_batch(tx: &Transaction) -> (bool, bool) {
+            let Transaction::Transfer { body, signature } = tx else {
+                unreachable!()
+            };
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&body.from.0).unwrap();
+            let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+            let message = TxBody::Transfer(body.clone()).signing_bytes();
+            let single = ed25519_dalek::Verifier::verify(&key, &message, &sig).is_ok();
+            let batch = ed25519_dalek::verify_batch(&[&message], &[sig], &[key]).is_ok();
+            (single, batch)
+        }
+
+        #[test]
+        fn a_non_canonical_nonce_point_once_split_single_and_batch_and_now_both_accept_it() {
+            let a = Scalar::from(123_456_789u64);
+            let a_bytes = (ED25519_BASEPOINT_POINT * a).compress().to_bytes();
+            // R is the identity (r = 0), sent in its non-canonical encoding.
+            let tx = hand_signed(a_bytes, a, Scalar::ZERO, NON_CANONICAL_IDENTITY);
+            assert_eq!(
+                dalek_single_and_batch(&tx),
+                (false, true),
+                "the old single check refused what the old batch accepted"
+            );
+            assert_eq!(tx.verify_signature(), Ok(()));
+            assert_eq!(verify_batch(&[&tx]), Ok(()));
+        }
+
+        #[test]
+        fn a_key_with_a_small_order_component_is_judged_alike_alone_and_in_a_batch() {
+            // T has order 4 (y = 0); the key is a B + T, so only the cofactored equation of
+            // ZIP-215 holds when k T is not the identity.
+            let t: EdwardsPoint = CompressedEdwardsY([0; 32]).decompress().unwrap();
+            assert!(t.is_small_order() && !t.is_identity());
+            let a = Scalar::from(987_654_321u64);
+            let a_bytes = (ED25519_BASEPOINT_POINT * a + t).compress().to_bytes();
+            let tx = (1u64..)
+                .map(|r| {
+                    let r = Scalar::from(r);
+                    let r_bytes = (ED25519_BASEPOINT_POINT * r).compress().to_bytes();
+                    hand_signed(a_bytes, a, r, r_bytes)
+                })
+                .find(|tx| !dalek_single_and_batch(tx).0)
+                .unwrap();
+            assert_eq!(tx.verify_signature(), Ok(()));
+            assert_eq!(verify_batch(&[&tx]), Ok(()));
+            let ordinary = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
+            assert_eq!(verify_batch(&[&ordinary, &tx]), Ok(()));
+        }
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn single_and_batch_give_the_same_verdict_on_any_damaged_signature(
+                which in 0usize..64,
+                flip in 1u8..=255,
+                edge in proptest::bool::ANY,
+            ) {
+                let mut tx = if edge {
+                    let a = Scalar::from(42u64);
+                    let a_bytes = (ED25519_BASEPOINT_POINT * a).compress().to_bytes();
+                    hand_signed(a_bytes, a, Scalar::ZERO, NON_CANONICAL_IDENTITY)
+                } else {
+                    Transaction::sign_transfer(&key(5), Address([2; 20]), 10, 1, 0)
+                };
+                if let Transaction::Transfer { signature, .. } = &mut tx {
+                    signature.0[which] ^= flip;
+                }
+                proptest::prop_assert_eq!(tx.verify_signature().is_ok(), verify_batch(&[&tx]).is_ok());
+            }
+        }
     }
 }

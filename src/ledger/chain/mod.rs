@@ -1,0 +1,1085 @@
+//! The block tree, fork choice by cumulative work and reorganisations: which chain is the main
+//! chain, and the state it produces.
+//!
+//! Rules kept here (see `proto-notes/consensus.md` for the full order):
+//! - a block enters only as a [`CheckedBlock`]: from the wire through [`Block::validate`]
+//!   (every context-free rule), from our own store through
+//!   [`Block::assume_signatures_checked`]; then the contextual header rules against its parent
+//!   (height, median time past, future drift) are checked here;
+//! - the main chain is the valid branch with the most cumulative work; on a tie the current tip
+//!   stays, so the first seen wins;
+//! - state rules (coinbase amount, nonces, balances) are checked when a block is connected; a
+//!   block that fails them is removed with all its descendants and remembered as invalid, and the
+//!   chain settles on the best branch that is still valid;
+//! - the state always equals a replay of the main chain from genesis, because connecting is
+//!   [`State::apply_block`] and disconnecting is its exact inverse [`State::undo_block`];
+//! - a block found invalid takes its descendants with it: those in the tree are removed and
+//!   remembered as `KnownInvalid`, and so are the orphans waiting on it;
+//! - side branches are bounded: those whose leaf is more than [`PRUNE_DEPTH`] blocks below the
+//!   tip are pruned, then the lightest while there are more than [`MAX_SIDE_BLOCKS`] side
+//!   blocks; main-chain blocks never are, and a pruned block is forgotten, not held invalid.
+//!
+//! Beside this file, each a leaf that imports nothing from here: `context` (the header rules
+//! that need the parent), `orphans` (the pool of blocks
+//! waiting for their parent), `invalid` (the bounded memory of invalid blocks and which
+//! failures may enter it) and `locator` (building locators and choosing the blocks that answer
+//! one). Their tests, and `fixtures` and `proptests`, reach up to [`Chain`]; nothing imports them.
+
+mod context;
+mod invalid;
+mod locator;
+mod orphans;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod proptests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::block::{compute_tx_root, Block, BlockError, BlockHeader, CheckedBlock};
+use super::hash::{Address, BlockHash};
+use super::params::NetworkParams;
+use super::state::State;
+use super::transaction::Transaction;
+use context::{check_header_context, median_time};
+use invalid::{is_committed_by_header, InvalidSet};
+use locator::{answer_start, build_locator, take_capped};
+use orphans::OrphanPool;
+
+pub use context::{MAX_FUTURE_DRIFT_MS, MEDIAN_TIME_SPAN};
+pub use invalid::MAX_INVALID;
+pub use locator::MAX_LOCATOR_LEN;
+pub use orphans::{MAX_ORPHANS, MAX_ORPHAN_BYTES};
+
+/// Side-branch blocks more than this many blocks below the tip are pruned.
+pub const PRUNE_DEPTH: u64 = 1_000;
+
+/// Cap on the number of side-branch blocks kept in the tree.
+pub const MAX_SIDE_BLOCKS: usize = 4_096;
+
+/// One change of the main chain's tip, as seen by the mempool, the store and the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TipChange {
+    /// Tip before the change.
+    pub old_tip: BlockHash,
+    /// Tip after the change.
+    pub new_tip: BlockHash,
+    /// Height of the last block both chains share.
+    pub fork_height: u64,
+    /// Blocks taken off the main chain, old tip first (descending height).
+    pub disconnected: Vec<Arc<Block>>,
+    /// Blocks put on the main chain, lowest first (ascending height).
+    pub connected: Vec<Arc<Block>>,
+}
+
+impl TipChange {
+    /// Number of blocks disconnected: 0 for a plain extension.
+    pub fn depth(&self) -> usize {
+        self.disconnected.len()
+    }
+}
+
+/// Where an accepted block ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// On the main chain (possibly after a reorg).
+    MainChain,
+    /// Stored on a side branch with less work than the main chain.
+    SideBranch,
+    /// Held in the orphan pool: its parent is unknown, so the sender's chain must be synced.
+    Orphan {
+        /// The unknown parent to fetch.
+        missing: BlockHash,
+    },
+    /// Already known; nothing changed.
+    AlreadyKnown,
+}
+
+/// The result of offering a block to the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Hash of the offered block.
+    pub hash: BlockHash,
+    /// Where it went.
+    pub placement: Placement,
+    /// The tip change this caused, if any.
+    pub tip_change: Option<TipChange>,
+    /// Blocks found invalid while activating the best chain (with their rule).
+    pub invalid: Vec<(BlockHash, BlockError)>,
+}
+
+impl Accepted {
+    /// True if the offered block was found invalid (itself or through an invalid ancestor):
+    /// its sender is at fault. Adopted orphans found invalid came from whoever sent them, so
+    /// they are in [`Accepted::invalid`] without making this true.
+    pub fn offered_block_invalid(&self) -> bool {
+        self.invalid.iter().any(|(h, _)| *h == self.hash)
+    }
+
+    fn nothing(hash: BlockHash, placement: Placement) -> Self {
+        Self {
+            hash,
+            placement,
+            tip_change: None,
+            invalid: Vec::new(),
+        }
+    }
+}
+
+/// A block in the tree, with what fork choice needs to know about it.
+#[derive(Debug)]
+struct Entry {
+    block: Arc<Block>,
+    parent: BlockHash,
+    height: u64,
+    /// Cumulative work from genesis up to and including this block (saturating).
+    work: u128,
+    /// Arrival order, for "first seen wins".
+    seq: u64,
+    /// Encoded size, for byte caps on sync answers.
+    bytes: usize,
+    /// Known children in the tree.
+    children: Vec<BlockHash>,
+}
+
+/// The block tree, the main chain and the state it produces.
+#[derive(Debug)]
+pub struct Chain {
+    params: NetworkParams,
+    genesis: BlockHash,
+    /// Every block with a known ancestry back to genesis: main chain and side branches.
+    tree: HashMap<BlockHash, Entry>,
+    /// Blocks of the tree without children: the fork-choice candidates.
+    leaves: HashSet<BlockHash>,
+    /// The main chain by height; `main[0]` is genesis.
+    main: Vec<BlockHash>,
+    /// Balances and nonces after the main chain's blocks.
+    state: State,
+    /// Arrival number of the next block to enter the tree.
+    next_seq: u64,
+    /// Checked blocks whose parent is not in the tree yet.
+    orphans: OrphanPool,
+    /// Blocks found invalid.
+    invalid: InvalidSet,
+}
+
+impl Chain {
+    /// A chain holding only the network's genesis block.
+    pub fn new(params: NetworkParams) -> Self {
+        let genesis = Arc::new(params.genesis());
+        let hash = genesis.block_hash();
+        let entry = Entry {
+            bytes: genesis.encoded_len(),
+            parent: genesis.header.prev_hash,
+            height: 0,
+            work: genesis.header.work(),
+            seq: 0,
+            children: Vec::new(),
+            block: genesis,
+        };
+        let mut tree = HashMap::new();
+        tree.insert(hash, entry);
+        // The genesis coinbase pays zero coins, so the state after genesis is the empty state.
+        Self {
+            params,
+            genesis: hash,
+            tree,
+            leaves: HashSet::from([hash]),
+            main: vec![hash],
+            state: State::new(),
+            next_seq: 1,
+            orphans: OrphanPool::default(),
+            invalid: InvalidSet::default(),
+        }
+    }
+
+    /// Restores a chain from the main-chain blocks our own store wrote (heights 1..=tip, in
+    /// order).
+    ///
+    /// Each block enters through the store's door, [`Block::assume_signatures_checked`]: every
+    /// context-free rule but signatures (verified when the block was first accepted, before it
+    /// was stored). Then its link to the tip, the contextual header rules and every state rule
+    /// are checked as for any block.
+    ///
+    /// # Errors
+    /// The [`BlockError`] of a block that does not connect.
+    pub fn from_main_chain(params: NetworkParams, blocks: Vec<Block>) -> Result<Self, BlockError> {
+        let mut chain = Chain::new(params);
+        for block in blocks {
+            let tip = chain.tip();
+            if block.header.prev_hash != tip {
+                return Err(BlockError::UnknownParent(block.header.prev_hash));
+            }
+            let block = block.assume_signatures_checked(&chain.params)?;
+            chain.check_context(&block, u64::MAX)?;
+            chain.state.apply_block(&block, chain.params.reward)?;
+            let hash = block.block_hash();
+            chain.insert(hash, block);
+            chain.main.push(hash);
+        }
+        Ok(chain)
+    }
+
+    /// The network parameters.
+    pub fn params(&self) -> &NetworkParams {
+        &self.params
+    }
+
+    /// Hash of the genesis block, the network's identity.
+    pub fn genesis_hash(&self) -> BlockHash {
+        self.genesis
+    }
+
+    /// Hash of the main chain's tip.
+    pub fn tip(&self) -> BlockHash {
+        self.main.last().copied().unwrap_or(self.genesis)
+    }
+
+    /// Height of the tip (genesis is 0).
+    pub fn height(&self) -> u64 {
+        self.main.len().saturating_sub(1) as u64
+    }
+
+    /// The tip block itself, for status displays and templates.
+    pub fn tip_block(&self) -> &Arc<Block> {
+        &self.entry(&self.tip()).block
+    }
+
+    /// Cumulative work of the main chain.
+    pub fn total_work(&self) -> u128 {
+        self.entry(&self.tip()).work
+    }
+
+    /// Cumulative work from genesis up to `hash`, if the block is in the tree.
+    pub fn cumulative_work_of(&self, hash: &BlockHash) -> Option<u128> {
+        self.tree.get(hash).map(|e| e.work)
+    }
+
+    /// Balances and nonces at the tip.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Any block in the tree, main chain or side branch.
+    pub fn block(&self, hash: &BlockHash) -> Option<&Arc<Block>> {
+        self.tree.get(hash).map(|e| &e.block)
+    }
+
+    /// The height of a block in the tree.
+    pub fn height_of(&self, hash: &BlockHash) -> Option<u64> {
+        self.tree.get(hash).map(|e| e.height)
+    }
+
+    /// The main-chain block at `height`.
+    pub fn block_at_height(&self, height: u64) -> Option<&Arc<Block>> {
+        let hash = self.main.get(usize::try_from(height).ok()?)?;
+        self.block(hash)
+    }
+
+    /// True if the block is on the main chain (not a side branch, orphan or unknown).
+    pub fn is_on_main_chain(&self, hash: &BlockHash) -> bool {
+        self.tree
+            .get(hash)
+            .and_then(|e| usize::try_from(e.height).ok())
+            .and_then(|h| self.main.get(h))
+            == Some(hash)
+    }
+
+    /// The main chain's blocks, genesis first.
+    pub fn main_chain(&self) -> impl Iterator<Item = &Arc<Block>> {
+        self.main.iter().map(|h| &self.entry(h).block)
+    }
+
+    /// True if the tree, the orphan pool or the invalid set knows this hash.
+    pub fn knows(&self, hash: &BlockHash) -> bool {
+        self.tree.contains_key(hash) || self.orphans.contains(hash) || self.invalid.contains(hash)
+    }
+
+    /// True if the block was found invalid (and is still remembered as such).
+    pub fn is_known_invalid(&self, hash: &BlockHash) -> bool {
+        self.invalid.contains(hash)
+    }
+
+    /// True if the block waits in the orphan pool for its parent.
+    pub fn is_orphan(&self, hash: &BlockHash) -> bool {
+        self.orphans.contains(hash)
+    }
+
+    /// Number of blocks in the orphan pool.
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+
+    /// Number of blocks in the tree that are not on the main chain.
+    pub fn side_block_count(&self) -> usize {
+        self.tree.len().saturating_sub(self.main.len())
+    }
+
+    /// The median timestamp of the last 11 main-chain blocks ending at the tip: the next
+    /// block's timestamp must be greater.
+    pub fn median_time_past(&self) -> u64 {
+        self.median_time_past_at(&self.tip())
+    }
+
+    /// The median timestamp of up to 11 blocks ending at `hash` (fewer near genesis).
+    fn median_time_past_at(&self, hash: &BlockHash) -> u64 {
+        let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
+        let mut cursor = self.tree.get(hash);
+        while let Some(e) = cursor {
+            times.push(e.block.header.timestamp);
+            if times.len() == MEDIAN_TIME_SPAN || e.height == 0 {
+                break;
+            }
+            cursor = self.tree.get(&e.parent);
+        }
+        median_time(times)
+    }
+
+    /// The entry of a hash the tree is known to hold (main chain, a leaf, a parent in it).
+    fn entry(&self, hash: &BlockHash) -> &Entry {
+        match self.tree.get(hash) {
+            Some(e) => e,
+            None => unreachable!("chain invariant: {hash:?} is in the tree"),
+        }
+    }
+
+    /// Offers a block from anywhere (miner, gossip, sync).
+    ///
+    /// Returns `Ok` when the block was known already, stored (main chain, side branch or orphan
+    /// pool), or when it changed something even though it turned out invalid itself (then it is
+    /// listed in [`Accepted::invalid`]).
+    ///
+    /// # Errors
+    /// The [`BlockError`] of the rule the block breaks, when nothing changed.
+    pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<Accepted, BlockError> {
+        let hash = block.block_hash();
+        if self.tree.contains_key(&hash) || self.orphans.contains(&hash) {
+            return Ok(Accepted::nothing(hash, Placement::AlreadyKnown));
+        }
+        if self.invalid.contains(&hash) {
+            return Err(BlockError::KnownInvalid);
+        }
+        let parent = block.header.prev_hash;
+        if self.invalid.contains(&parent) {
+            self.reject_with_orphans(hash);
+            return Err(BlockError::KnownInvalid);
+        }
+        // Structural failures are not remembered: the header does not commit to signatures,
+        // so a peer could send a valid block's header with a broken signature.
+        let block = block.validate(&self.params)?;
+        if block.header.height == 0 {
+            return Err(BlockError::WrongGenesis);
+        }
+        if !self.tree.contains_key(&parent) {
+            let missing = self.orphans.insert(hash, block);
+            return Ok(Accepted::nothing(hash, Placement::Orphan { missing }));
+        }
+        if let Err(e) = self.check_context(&block, now_ms) {
+            if is_committed_by_header(&e) {
+                self.reject_with_orphans(hash);
+            }
+            return Err(e);
+        }
+
+        let mut added = vec![hash];
+        let mut invalid = Vec::new();
+        self.insert(hash, block);
+        self.adopt_orphans(hash, now_ms, &mut added, &mut invalid);
+        let tip_change = self.activate_best_chain(&mut invalid);
+        self.prune();
+        added.retain(|h| self.tree.contains_key(h));
+
+        let placement = if self.is_on_main_chain(&hash) {
+            Placement::MainChain
+        } else if self.tree.contains_key(&hash) {
+            Placement::SideBranch
+        } else {
+            match invalid.iter().find(|(h, _)| *h == hash) {
+                Some((_, e)) if tip_change.is_none() && added.is_empty() => return Err(e.clone()),
+                // Invalid itself, yet something else changed (or it was pruned at once).
+                _ => Placement::SideBranch,
+            }
+        };
+        Ok(Accepted {
+            hash,
+            placement,
+            tip_change,
+            invalid,
+        })
+    }
+
+    /// The header rules that need the parent (height, median time past, future drift), as
+    /// [`check_header_context`] states them. The parent must be in the tree.
+    fn check_context(&self, block: &Block, now_ms: u64) -> Result<(), BlockError> {
+        let header = &block.header;
+        let parent = self
+            .tree
+            .get(&header.prev_hash)
+            .ok_or(BlockError::UnknownParent(header.prev_hash))?;
+        let median = self.median_time_past_at(&header.prev_hash);
+        check_header_context(header, parent.height, median, now_ms)
+    }
+
+    /// Adds a checked block whose parent is in the tree.
+    fn insert(&mut self, hash: BlockHash, block: CheckedBlock) {
+        let block = Arc::new(block.into_block());
+        let parent_hash = block.header.prev_hash;
+        let (height, work) = {
+            let parent = self.entry(&parent_hash);
+            (
+                parent.height.saturating_add(1),
+                parent.work.saturating_add(block.header.work()),
+            )
+        };
+        if let Some(parent) = self.tree.get_mut(&parent_hash) {
+            parent.children.push(hash);
+        }
+        self.leaves.remove(&parent_hash);
+        self.leaves.insert(hash);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let bytes = block.encoded_len();
+        self.tree.insert(
+            hash,
+            Entry {
+                block,
+                parent: parent_hash,
+                height,
+                work,
+                seq,
+                bytes,
+                children: Vec::new(),
+            },
+        );
+    }
+
+    /// Moves the orphans descending from `root` (now in the tree) into the tree, checking each
+    /// against its parent, and lists those added in `added`.
+    fn adopt_orphans(
+        &mut self,
+        root: BlockHash,
+        now_ms: u64,
+        added: &mut Vec<BlockHash>,
+        invalid: &mut Vec<(BlockHash, BlockError)>,
+    ) {
+        let mut stack = vec![root];
+        while let Some(parent) = stack.pop() {
+            for (child, block) in self.orphans.take_children(&parent) {
+                match self.check_context(&block, now_ms) {
+                    Ok(()) => {
+                        added.push(child);
+                        self.insert(child, block);
+                        stack.push(child);
+                    }
+                    Err(e) => {
+                        if is_committed_by_header(&e) {
+                            self.invalid.remember(child);
+                            invalid.push((child, e));
+                            self.drop_orphan_descendants(child, invalid);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Remembers a rejected block as invalid, with the orphans waiting for it.
+    fn reject_with_orphans(&mut self, hash: BlockHash) {
+        self.invalid.remember(hash);
+        self.drop_orphan_descendants(hash, &mut Vec::new());
+    }
+
+    /// Removes every orphan descending from the invalid `root`, remembering each as invalid.
+    fn drop_orphan_descendants(
+        &mut self,
+        root: BlockHash,
+        invalid: &mut Vec<(BlockHash, BlockError)>,
+    ) {
+        for child in self.orphans.remove_descendants(root) {
+            self.invalid.remember(child);
+            invalid.push((child, BlockError::KnownInvalid));
+        }
+    }
+
+    /// Removes a block that broke a state rule, and all its descendants, from the tree and
+    /// remembers them as invalid.
+    fn invalidate(
+        &mut self,
+        hash: BlockHash,
+        error: BlockError,
+        invalid: &mut Vec<(BlockHash, BlockError)>,
+    ) {
+        let removed = self.remove_subtree(hash);
+        for h in removed {
+            self.invalid.remember(h);
+            let e = if h == hash {
+                error.clone()
+            } else {
+                BlockError::KnownInvalid
+            };
+            invalid.push((h, e));
+        }
+    }
+
+    /// The fork-choice winner: the leaf with the most work; on a tie `incumbent` (the tip before
+    /// this activation), then the earliest arrival.
+    fn best_leaf(&self, incumbent: &BlockHash) -> BlockHash {
+        self.leaves
+            .iter()
+            .map(|h| (h, self.entry(h)))
+            .max_by(|(ha, a), (hb, b)| {
+                a.work
+                    .cmp(&b.work)
+                    .then_with(|| (*ha == incumbent).cmp(&(*hb == incumbent)))
+                    .then_with(|| b.seq.cmp(&a.seq))
+            })
+            .map_or(self.tip(), |(h, _)| *h)
+    }
+
+    /// Moves the main chain to the best valid branch, connecting and disconnecting blocks, and
+    /// reports the net change of tip.
+    fn activate_best_chain(
+        &mut self,
+        invalid: &mut Vec<(BlockHash, BlockError)>,
+    ) -> Option<TipChange> {
+        let old_tip = self.tip();
+        let mut low = self.height();
+        loop {
+            let best = self.best_leaf(&old_tip);
+            if best == self.tip() {
+                break;
+            }
+            let mut path = Vec::new();
+            let mut cursor = best;
+            while !self.is_on_main_chain(&cursor) {
+                path.push(cursor);
+                cursor = self.entry(&cursor).parent;
+            }
+            let fork_height = self.entry(&cursor).height;
+            while self.height() > fork_height {
+                self.disconnect_tip();
+            }
+            low = low.min(fork_height);
+            for hash in path.into_iter().rev() {
+                let block = Arc::clone(&self.entry(&hash).block);
+                match self.state.apply_block(&block, self.params.reward) {
+                    Ok(()) => self.main.push(hash),
+                    Err(e) => {
+                        self.invalidate(hash, e, invalid);
+                        break;
+                    }
+                }
+            }
+        }
+        let new_tip = self.tip();
+        if new_tip == old_tip {
+            return None;
+        }
+        // The old chain above `low`, lowest first; the old tip is still in the tree because
+        // main-chain blocks are never invalidated or pruned.
+        let mut old_branch = Vec::new();
+        let mut cursor = old_tip;
+        loop {
+            let e = self.entry(&cursor);
+            if e.height <= low {
+                break;
+            }
+            old_branch.push((cursor, Arc::clone(&e.block)));
+            cursor = e.parent;
+        }
+        old_branch.reverse();
+        let shared = old_branch
+            .iter()
+            .zip(self.main.iter().skip(low as usize + 1))
+            .take_while(|((old, _), new)| old == *new)
+            .count();
+        let fork_height = low + shared as u64;
+        let disconnected = old_branch
+            .into_iter()
+            .skip(shared)
+            .rev()
+            .map(|(_, b)| b)
+            .collect();
+        let connected = self.main[(fork_height as usize + 1)..]
+            .iter()
+            .map(|h| Arc::clone(&self.entry(h).block))
+            .collect();
+        Some(TipChange {
+            old_tip,
+            new_tip,
+            fork_height,
+            disconnected,
+            connected,
+        })
+    }
+
+    /// Takes the tip off the main chain and undoes its effect on the state.
+    fn disconnect_tip(&mut self) {
+        if self.main.len() <= 1 {
+            return;
+        }
+        if let Some(hash) = self.main.pop() {
+            let block = Arc::clone(&self.entry(&hash).block);
+            self.state.undo_block(&block);
+        }
+    }
+
+    /// Removes a block that is not on the main chain and all its descendants from the tree;
+    /// returns their hashes, `root` first.
+    fn remove_subtree(&mut self, root: BlockHash) -> Vec<BlockHash> {
+        let Some(parent) = self.tree.get(&root).map(|e| e.parent) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        let mut stack = vec![root];
+        while let Some(h) = stack.pop() {
+            if let Some(e) = self.tree.remove(&h) {
+                self.leaves.remove(&h);
+                stack.extend(e.children);
+                removed.push(h);
+            }
+        }
+        if let Some(p) = self.tree.get_mut(&parent) {
+            p.children.retain(|c| *c != root);
+            if p.children.is_empty() {
+                self.leaves.insert(parent);
+            }
+        }
+        removed
+    }
+
+    /// Bounds the side branches: drops branches whose leaf is more than [`PRUNE_DEPTH`] below
+    /// the tip, then the branches with the least work while there are more than
+    /// [`MAX_SIDE_BLOCKS`] side blocks. Main-chain blocks are never pruned.
+    fn prune(&mut self) {
+        if self.leaves.len() <= 1 {
+            return;
+        }
+        let tip_height = self.height();
+        let mut side_leaves: Vec<(u128, u64, BlockHash, u64)> = self
+            .leaves
+            .iter()
+            .filter(|h| !self.is_on_main_chain(h))
+            .map(|h| {
+                let e = self.entry(h);
+                (e.work, e.seq, *h, e.height)
+            })
+            .collect();
+        side_leaves.retain(|&(_, _, hash, height)| {
+            if height.saturating_add(PRUNE_DEPTH) < tip_height {
+                self.prune_branch(hash);
+                false
+            } else {
+                true
+            }
+        });
+        if self.side_block_count() <= MAX_SIDE_BLOCKS {
+            return;
+        }
+        // Least work first; among equals the newest goes first.
+        side_leaves.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        for (_, _, hash, _) in side_leaves {
+            if self.side_block_count() <= MAX_SIDE_BLOCKS {
+                break;
+            }
+            self.prune_branch(hash);
+        }
+    }
+
+    /// Removes a side-branch leaf and its ancestors down to the main chain or to the first
+    /// ancestor with other children.
+    fn prune_branch(&mut self, leaf: BlockHash) {
+        let mut cursor = leaf;
+        loop {
+            if self.is_on_main_chain(&cursor) {
+                break;
+            }
+            let Some(e) = self.tree.get(&cursor) else {
+                break;
+            };
+            if !e.children.is_empty() {
+                break;
+            }
+            let parent = e.parent;
+            self.remove_subtree(cursor);
+            cursor = parent;
+        }
+    }
+
+    /// The block locator: tip, about ten recent hashes, then exponentially back to genesis.
+    ///
+    /// Heights listed: the tip and the 9 below it one by one, then steps of 2, 4, 8, ...; the
+    /// last entry is always genesis.
+    pub fn locator(&self) -> Vec<BlockHash> {
+        build_locator(&self.main)
+    }
+
+    /// Main-chain blocks after the newest locator hash on our main chain, capped in count and bytes.
+    ///
+    /// The first of the (at most [`MAX_LOCATOR_LEN`]) locator hashes that is on our main chain
+    /// is the starting point; if none is, the answer starts after genesis. Blocks are added in
+    /// ascending height while the count stays within `max_blocks` and the encoded bytes within
+    /// `max_bytes`, except that the first block is always included when `max_blocks > 0`.
+    pub fn blocks_after_locator(
+        &self,
+        locator: &[BlockHash],
+        max_blocks: usize,
+        max_bytes: usize,
+    ) -> Vec<Arc<Block>> {
+        let start = answer_start(locator, |h| {
+            self.is_on_main_chain(h).then(|| self.entry(h).height)
+        });
+        let after = self
+            .main
+            .iter()
+            .skip(usize::try_from(start).map_or(usize::MAX, |s| s.saturating_add(1)))
+            .map(|h| {
+                let e = self.entry(h);
+                (&e.block, e.bytes)
+            });
+        take_capped(after, max_blocks, max_bytes)
+    }
+
+    /// An unmined block on the tip paying `miner`, with `txs` (already in valid order): the
+    /// coinbase pays the reward plus the fees, the timestamp is `now_ms` but at least one more
+    /// than the median time past, the difficulty is the network's and the nonce 0.
+    pub fn block_template(&self, miner: Address, txs: Vec<Transaction>, now_ms: u64) -> Block {
+        let height = self.height() + 1;
+        let fees = txs
+            .iter()
+            .fold(0u64, |acc, tx| acc.saturating_add(tx.fee()));
+        let mut transactions = Vec::with_capacity(txs.len() + 1);
+        transactions.push(Transaction::coinbase(
+            height,
+            miner,
+            self.params.reward.saturating_add(fees),
+        ));
+        transactions.extend(txs);
+        let txids: Vec<_> = transactions.iter().map(Transaction::compute_txid).collect();
+        Block {
+            header: BlockHeader {
+                height,
+                prev_hash: self.tip(),
+                tx_root: compute_tx_root(&txids),
+                timestamp: now_ms.max(self.median_time_past().saturating_add(1)),
+                difficulty: self.params.difficulty,
+                nonce: 0,
+            },
+            transactions,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use crate::ledger::block::meets_difficulty;
+    use crate::ledger::params::GENESIS_TIMESTAMP_MS;
+    use crate::ledger::transaction::TxError;
+
+    #[test]
+    fn a_new_chain_holds_only_genesis_and_an_empty_state() {
+        let p = params();
+        let chain = Chain::new(p.clone());
+        assert_eq!(chain.tip(), p.genesis_hash());
+        assert_eq!(chain.genesis_hash(), p.genesis_hash());
+        assert_eq!(chain.height(), 0);
+        assert!(chain.state().is_empty());
+        assert_eq!(chain.total_work(), 1);
+        assert_eq!(chain.locator(), vec![p.genesis_hash()]);
+        assert!(chain.blocks_after_locator(&[], 10, 1 << 20).is_empty());
+    }
+
+    #[test]
+    fn a_block_on_the_tip_extends_the_main_chain() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let b1 = child(&p, &p.genesis(), miner(1), vec![]);
+        let acc = accept(&mut chain, &b1);
+        assert_eq!(acc.placement, Placement::MainChain);
+        let change = acc.tip_change.unwrap();
+        assert_eq!(change.old_tip, p.genesis_hash());
+        assert_eq!(change.new_tip, b1.block_hash());
+        assert_eq!(change.fork_height, 0);
+        assert_eq!(change.depth(), 0);
+        assert_eq!(hashes(&change.connected), vec![b1.block_hash()]);
+        assert_eq!(chain.height(), 1);
+        assert_eq!(chain.state().balance(&miner(1)), p.reward);
+        assert_eq!(chain.total_work(), 2);
+        assert!(chain.is_on_main_chain(&b1.block_hash()));
+        assert_eq!(chain.tip_block().block_hash(), b1.block_hash());
+        assert_eq!(
+            accept(&mut chain, &b1).placement,
+            Placement::AlreadyKnown,
+            "a second copy changes nothing"
+        );
+    }
+
+    #[test]
+    fn transfers_move_coins_and_advance_nonces() {
+        let p = params();
+        let alice = key(1);
+        let mut chain = Chain::new(p.clone());
+        let b1 = child(&p, &p.genesis(), addr_of(&alice), vec![]);
+        let pay = Transaction::sign_transfer(&alice, miner(2), 20, 3, 0);
+        let b2 = child(&p, &b1, miner(3), vec![pay]);
+        accept(&mut chain, &b1);
+        assert_eq!(accept(&mut chain, &b2).placement, Placement::MainChain);
+        assert_eq!(chain.state().balance(&addr_of(&alice)), 50 - 23);
+        assert_eq!(chain.state().next_nonce(&addr_of(&alice)), 1);
+        assert_eq!(chain.state().balance(&miner(3)), 53);
+        assert_eq!(*chain.state(), replay(&chain));
+    }
+
+    #[test]
+    fn a_competing_block_with_equal_work_goes_to_a_side_branch_and_the_first_seen_stays() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let a1 = child(&p, &p.genesis(), miner(1), vec![]);
+        let b1 = child(&p, &p.genesis(), miner(2), vec![]);
+        accept(&mut chain, &a1);
+        let acc = accept(&mut chain, &b1);
+        assert_eq!(acc.placement, Placement::SideBranch);
+        assert!(acc.tip_change.is_none());
+        assert_eq!(chain.tip(), a1.block_hash());
+        assert_eq!(chain.side_block_count(), 1);
+        assert_eq!(chain.cumulative_work_of(&b1.block_hash()), Some(2));
+        assert!(chain.block(&b1.block_hash()).is_some());
+        assert!(!chain.is_on_main_chain(&b1.block_hash()));
+    }
+
+    #[test]
+    fn a_heavier_side_branch_reorganises_and_the_tip_change_lists_both_sides() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let a = branch(&p, &p.genesis(), miner(1), 2);
+        let b = branch(&p, &p.genesis(), miner(2), 3);
+        for blk in &a {
+            accept(&mut chain, blk);
+        }
+        assert!(accept(&mut chain, &b[0]).tip_change.is_none());
+        assert!(
+            accept(&mut chain, &b[1]).tip_change.is_none(),
+            "a tie keeps a"
+        );
+        let acc = accept(&mut chain, &b[2]);
+        assert_eq!(acc.placement, Placement::MainChain);
+        let change = acc.tip_change.unwrap();
+        assert_eq!(change.old_tip, a[1].block_hash());
+        assert_eq!(change.new_tip, b[2].block_hash());
+        assert_eq!(change.fork_height, 0);
+        assert_eq!(
+            hashes(&change.disconnected),
+            vec![a[1].block_hash(), a[0].block_hash()]
+        );
+        assert_eq!(hashes(&change.connected), hashes_of(&b));
+        assert_eq!(chain.state().balance(&miner(1)), 0);
+        assert_eq!(chain.state().balance(&miner(2)), 150);
+        assert_eq!(*chain.state(), replay(&chain));
+        assert_eq!(chain.total_work(), 4);
+    }
+
+    #[test]
+    fn a_reorg_returns_to_the_best_valid_chain_when_the_heavier_branch_has_a_bad_block() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let a = branch(&p, &p.genesis(), miner(1), 2);
+        for blk in &a {
+            accept(&mut chain, blk);
+        }
+        let b1 = child(&p, &p.genesis(), miner(2), vec![]);
+        let mut b2 = child(&p, &b1, miner(2), vec![]);
+        set_coinbase(&mut b2, |cb| cb.amount += 1);
+        let b2 = mine(reroot(b2));
+        let b3 = child(&p, &b2, miner(2), vec![]);
+        accept(&mut chain, &b1);
+        accept(&mut chain, &b2);
+        let before = chain.state().clone();
+        // b3 makes the b branch heavier; b2 fails, b3 falls with it, and a stays.
+        assert_eq!(
+            chain.accept_block(b3.clone(), NOW).unwrap_err(),
+            BlockError::KnownInvalid
+        );
+        assert_eq!(chain.tip(), a[1].block_hash());
+        assert_eq!(*chain.state(), before);
+        assert!(chain.is_known_invalid(&b2.block_hash()));
+        assert!(chain.is_known_invalid(&b3.block_hash()));
+        assert!(
+            chain.block(&b1.block_hash()).is_some(),
+            "b1 itself is valid"
+        );
+        let b4 = child(&p, &b3, miner(2), vec![]);
+        assert_eq!(
+            chain.accept_block(b4, NOW).unwrap_err(),
+            BlockError::KnownInvalid
+        );
+    }
+
+    #[test]
+    fn a_valid_prefix_of_a_failed_branch_wins_when_it_has_more_work() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let a1 = child(&p, &p.genesis(), miner(1), vec![]);
+        accept(&mut chain, &a1);
+        // b1 b2 b3(bad) b4, delivered tip first so that one arrival activates it all.
+        let b = branch(&p, &p.genesis(), miner(2), 2);
+        let mut b3 = child(&p, &b[1], miner(2), vec![]);
+        b3.transactions
+            .push(Transaction::sign_transfer(&key(9), miner(3), 1, 0, 0));
+        let b3 = mine(reroot(b3));
+        let b4 = child(&p, &b3, miner(2), vec![]);
+        for (blk, missing) in [(&b4, &b3), (&b3, &b[1]), (&b[1], &b[0])] {
+            assert_eq!(
+                accept(&mut chain, blk).placement,
+                Placement::Orphan {
+                    missing: missing.block_hash()
+                }
+            );
+        }
+        let acc = accept(&mut chain, &b[0]);
+        assert_eq!(acc.placement, Placement::MainChain);
+        assert_eq!(chain.tip(), b[1].block_hash());
+        let change = acc.tip_change.unwrap();
+        assert_eq!(hashes(&change.disconnected), vec![a1.block_hash()]);
+        assert_eq!(hashes(&change.connected), hashes_of(&b));
+        assert_eq!(
+            acc.invalid,
+            vec![
+                (
+                    b3.block_hash(),
+                    BlockError::Transaction {
+                        index: 1,
+                        source: TxError::InsufficientFunds {
+                            balance: 0,
+                            needed: 1
+                        }
+                    }
+                ),
+                (b4.block_hash(), BlockError::KnownInvalid)
+            ]
+        );
+        assert!(chain.block(&b3.block_hash()).is_none() && chain.block(&b4.block_hash()).is_none());
+        assert_eq!(*chain.state(), replay(&chain));
+    }
+
+    #[test]
+    fn a_mined_template_is_accepted_and_pays_reward_plus_fees() {
+        let p = NetworkParams::for_tests("template", 6);
+        let alice = key(1);
+        let mut chain = Chain::new(p.clone());
+        let b1 = chain.block_template(addr_of(&alice), vec![], NOW);
+        assert_eq!(b1.header.timestamp, NOW);
+        accept(&mut chain, &mine(b1));
+        let txs = vec![
+            Transaction::sign_transfer(&alice, miner(2), 10, 2, 0),
+            Transaction::sign_transfer(&alice, miner(2), 10, 3, 1),
+        ];
+        // A clock behind the median still gives a valid timestamp.
+        let b2 = chain.block_template(miner(9), txs, GENESIS_TIMESTAMP_MS);
+        assert_eq!(b2.header.timestamp, chain.median_time_past() + 1);
+        assert_eq!(b2.header.difficulty, 6);
+        assert_eq!(b2.transactions[0].amount(), p.reward + 5);
+        let acc = accept(&mut chain, &mine(b2));
+        assert_eq!(acc.placement, Placement::MainChain);
+        assert_eq!(chain.state().balance(&miner(9)), 55);
+        assert_eq!(chain.state().balance(&addr_of(&alice)), 25);
+    }
+
+    #[test]
+    fn a_chain_rebuilt_from_its_main_chain_is_the_same_chain() {
+        let p = NetworkParams::for_tests("restore", 3);
+        let alice = key(1);
+        let mut chain = Chain::new(p.clone());
+        let b1 = child(&p, &p.genesis(), addr_of(&alice), vec![]);
+        let b2 = child(
+            &p,
+            &b1,
+            miner(2),
+            vec![Transaction::sign_transfer(&alice, miner(3), 7, 1, 0)],
+        );
+        let b3 = child(&p, &b2, miner(2), vec![]);
+        for blk in [&b1, &b2, &b3] {
+            accept(&mut chain, blk);
+        }
+        let stored: Vec<Block> = chain.main_chain().skip(1).map(|b| (**b).clone()).collect();
+        let restored = Chain::from_main_chain(p.clone(), stored.clone()).unwrap();
+        assert_eq!(restored.tip(), chain.tip());
+        assert_eq!(restored.total_work(), chain.total_work());
+        assert_eq!(restored.state(), chain.state());
+        assert_eq!(restored.locator(), chain.locator());
+
+        let skipped = vec![stored[0].clone(), stored[2].clone()];
+        assert_eq!(
+            Chain::from_main_chain(p.clone(), skipped).unwrap_err(),
+            BlockError::UnknownParent(b2.block_hash())
+        );
+        let mut tampered = stored.clone();
+        if let Some(Transaction::Coinbase(cb)) = tampered[2].transactions.first_mut() {
+            cb.amount = 1_000;
+        }
+        let mut unmined = tampered.clone();
+        tampered[2] = mine(reroot(tampered[2].clone()));
+        assert!(matches!(
+            Chain::from_main_chain(p.clone(), tampered),
+            Err(BlockError::BadCoinbaseAmount { .. })
+        ));
+        unmined[2] = reroot(unmined[2].clone());
+        while meets_difficulty(&unmined[2].block_hash(), 3) {
+            unmined[2].header.nonce += 1;
+        }
+        assert_eq!(
+            Chain::from_main_chain(p, unmined).unwrap_err(),
+            BlockError::BadProofOfWork
+        );
+    }
+
+    #[test]
+    fn side_branches_far_below_the_tip_are_pruned_but_the_main_chain_never() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let main = branch(&p, &p.genesis(), miner(1), PRUNE_DEPTH as usize + 3);
+        let side = branch(&p, &p.genesis(), miner(2), 2);
+        accept(&mut chain, &main[0]);
+        accept(&mut chain, &main[1]);
+        for blk in &side {
+            accept(&mut chain, blk);
+        }
+        assert_eq!(chain.side_block_count(), 2);
+        for blk in &main[2..] {
+            accept(&mut chain, blk);
+        }
+        assert_eq!(chain.side_block_count(), 0);
+        assert!(!chain.knows(&side[0].block_hash()));
+        assert_eq!(chain.main_chain().count(), main.len() + 1);
+        assert_eq!(chain.leaves.len(), 1);
+        assert_eq!(chain.tree.len(), main.len() + 1);
+    }
+
+    #[test]
+    fn the_side_block_cap_drops_the_lightest_branches_first() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        let main = branch(&p, &p.genesis(), miner(1), 3);
+        for blk in &main {
+            accept(&mut chain, blk);
+        }
+        // One long side branch of equal length to main, then many one-block side branches.
+        let heavy = branch(&p, &p.genesis(), miner(2), 3);
+        for blk in &heavy {
+            accept(&mut chain, blk);
+        }
+        for i in 0..MAX_SIDE_BLOCKS as u64 {
+            let light = child_at(&p, &main[1], miner(3), vec![], 1 + i);
+            accept(&mut chain, &light);
+        }
+        assert!(chain.side_block_count() <= MAX_SIDE_BLOCKS);
+        assert!(
+            chain.knows(&heavy[2].block_hash()),
+            "the heaviest branch stays"
+        );
+        assert_eq!(chain.tip(), main[2].block_hash());
+    }
+}

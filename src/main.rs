@@ -61,8 +61,20 @@ fn announce_http(server: &HttpServer, json: bool) {
     let _ = out.flush();
 }
 
+/// Runs the node; any error ends the process with one line on stderr (the error and its causes,
+/// joined by colons) and exit status 1.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = match &cli.log {
         Some(level) => EnvFilter::try_new(level).context("bad --log filter")?,

@@ -15,6 +15,13 @@ pub const DEFAULT_DIFFICULTY: u32 = 20;
 /// Highest difficulty a network may be configured with; work is counted in `u128`.
 pub const MAX_DIFFICULTY: u32 = 64;
 
+/// Lowest difficulty a network may be configured with: at 0 any hash would do, and proof of work
+/// would mean nothing.
+pub const MIN_DIFFICULTY: u32 = 1;
+
+/// Longest network name.
+pub const MAX_NAME_LEN: usize = 64;
+
 /// Default block reward.
 pub const DEFAULT_REWARD: u64 = 50;
 
@@ -45,22 +52,41 @@ pub enum ParamsError {
     /// Difficulty above [`MAX_DIFFICULTY`].
     #[error("difficulty {0} is above the maximum of {MAX_DIFFICULTY}")]
     DifficultyTooHigh(u32),
-    /// Empty or over-long network name.
-    #[error("network name must be 1 to 64 characters")]
+    /// Difficulty below [`MIN_DIFFICULTY`].
+    #[error(
+        "difficulty {0} is below the minimum of {MIN_DIFFICULTY}: proof of work would mean nothing"
+    )]
+    DifficultyTooLow(u32),
+    /// A network name that is empty, too long, or not a plain word: it names the default data
+    /// directory, so it may not hold a path separator or start with a dot.
+    #[error(
+        "network name must be 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.', not starting with '.'"
+    )]
     BadName,
+}
+
+/// True for a name that is safe as one path component: `[A-Za-z0-9_-][A-Za-z0-9._-]*`, at most
+/// [`MAX_NAME_LEN`] bytes.
+fn is_plain_name(name: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    (1..=MAX_NAME_LEN).contains(&name.len()) && !name.starts_with('.') && name.chars().all(allowed)
 }
 
 impl NetworkParams {
     /// A network with the given name and difficulty, and the default reward and caps.
     ///
     /// # Errors
-    /// [`ParamsError`] for an empty or long name, or a difficulty above [`MAX_DIFFICULTY`].
+    /// [`ParamsError`] for a name that is not a plain word (see [`ParamsError::BadName`]), or a
+    /// difficulty outside [`MIN_DIFFICULTY`]..=[`MAX_DIFFICULTY`].
     pub fn new(name: &str, difficulty: u32) -> Result<Self, ParamsError> {
-        if name.is_empty() || name.len() > 64 {
+        if !is_plain_name(name) {
             return Err(ParamsError::BadName);
         }
         if difficulty > MAX_DIFFICULTY {
             return Err(ParamsError::DifficultyTooHigh(difficulty));
+        }
+        if difficulty < MIN_DIFFICULTY {
+            return Err(ParamsError::DifficultyTooLow(difficulty));
         }
         Ok(Self {
             name: name.to_string(),
@@ -103,5 +129,40 @@ mod tests {
             NetworkParams::new("x", 65),
             Err(ParamsError::DifficultyTooHigh(65))
         );
+        assert_eq!(
+            NetworkParams::new("x", 0),
+            Err(ParamsError::DifficultyTooLow(0))
+        );
+    }
+
+    #[test]
+    fn a_network_name_must_be_one_plain_path_component() {
+        for bad in [
+            "",
+            "../evil",
+            "a/b",
+            "a\\b",
+            ".",
+            "..",
+            ".hidden",
+            "two words",
+            "naïve",
+            &"n".repeat(MAX_NAME_LEN + 1),
+        ] {
+            assert_eq!(
+                NetworkParams::new(bad, 8),
+                Err(ParamsError::BadName),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "devnet",
+            "lab-2",
+            "e2e_sync.7",
+            "1",
+            &"n".repeat(MAX_NAME_LEN),
+        ] {
+            assert!(NetworkParams::new(good, 8).is_ok(), "{good:?}");
+        }
     }
 }

@@ -140,10 +140,38 @@ fn io_error(path: &Path, source: std::io::Error) -> StoreError {
     }
 }
 
+thread_local! {
+    /// True while this thread runs database code whose panics become errors.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Panics kept off stderr on this thread (they were turned into errors instead).
+    static SILENCED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f`, catching a panic without the panic hook printing it: a damaged store is reported
+/// once, as a [`StoreError`], not also as a "panicked at" message on stderr. Installs (once) a
+/// hook that defers to the previous one except on a thread inside this function.
+fn catch_quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(std::cell::Cell::get) {
+                SILENCED.with(|n| n.set(n.get() + 1));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let was_quiet = QUIET.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was_quiet));
+    result
+}
+
 /// Runs `f`, turning a panic inside the database engine into [`StoreError::Corrupt`]: redb
 /// trusts its own pages and can panic on a file damaged behind its back.
 fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+    catch_quietly(f).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -165,7 +193,7 @@ impl Drop for Store {
     fn drop(&mut self) {
         if let Some(db) = self.db.take() {
             // Closing writes the allocator state and can panic on a damaged file.
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db)));
+            let _ = catch_quietly(move || drop(db));
         }
     }
 }
@@ -756,6 +784,24 @@ mod tests {
         // Same name, other parameters: still another network.
         let err = Store::open(dir.path(), &NetworkParams::for_tests("alpha", 3)).unwrap_err();
         assert!(matches!(err, StoreError::OtherNetwork { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_panic_in_the_engine_becomes_corruption_without_a_message_on_stderr() {
+        let before = SILENCED.with(std::cell::Cell::get);
+        let result: Result<(), StoreError> = guarded(Path::new("/nowhere/store.redb"), || {
+            panic!("page 7 is damaged")
+        });
+        match result {
+            Err(StoreError::Corrupt { reason, .. }) => assert!(reason.contains("page 7")),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        // The hook saw the panic and kept it quiet, instead of printing "panicked at".
+        assert_eq!(SILENCED.with(std::cell::Cell::get), before + 1);
+        assert!(
+            !QUIET.with(std::cell::Cell::get),
+            "quiet mode ends with the call"
+        );
     }
 
     #[test]

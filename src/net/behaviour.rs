@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{gossipsub, identify, identity, mdns, noise, ping, request_response, tcp, yamux};
@@ -25,6 +26,16 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a ping may take before it counts as failed.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most connections other nodes may open to us at once: a flood of throwaway identities is
+/// refused at the door instead of filling the node.
+pub const MAX_INBOUND_CONNECTIONS: u32 = 64;
+
+/// Most inbound connections still in their handshake at once.
+pub const MAX_PENDING_INBOUND: u32 = 32;
+
+/// Most connections with one peer (two nodes that dial each other at once may hold two).
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+
 /// How often mDNS asks the LAN who is there, so a missed first answer is retried within seconds.
 pub const MDNS_QUERY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -35,6 +46,8 @@ pub type NodeSwarm = libp2p::Swarm<Behaviour>;
 #[derive(NetworkBehaviour)]
 #[behaviour(to_swarm = "BehaviourEvent")]
 pub struct Behaviour {
+    /// Connection limits: inbound, pending inbound and per peer.
+    pub limits: connection_limits::Behaviour,
     /// Blocks and transactions, flooded to subscribers and validated before forwarding.
     pub gossipsub: gossipsub::Behaviour,
     /// Status exchange and block download.
@@ -79,6 +92,12 @@ from_event!(Sync, request_response::Event<RequestFrame, SyncResponse>);
 from_event!(Identify, identify::Event);
 from_event!(Ping, ping::Event);
 from_event!(Mdns, mdns::Event);
+
+impl From<std::convert::Infallible> for BehaviourEvent {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
 
 /// Why the swarm could not be built or started.
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +192,14 @@ pub fn build_swarm(
             } else {
                 None
             };
+            let limits = connection_limits::Behaviour::new(
+                ConnectionLimits::default()
+                    .with_max_established_incoming(Some(MAX_INBOUND_CONNECTIONS))
+                    .with_max_pending_incoming(Some(MAX_PENDING_INBOUND))
+                    .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER)),
+            );
             Ok(Behaviour {
+                limits,
                 gossipsub,
                 sync,
                 identify,

@@ -487,6 +487,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_peer_gets_at_most_the_per_peer_connection_limit() {
+        use crate::net::behaviour::MAX_CONNECTIONS_PER_PEER;
+        let (mut a, a_addr) = listening().await;
+        let (mut b, _) = listening().await;
+        let tries = MAX_CONNECTIONS_PER_PEER as usize + 2;
+        for i in 0..tries {
+            let outcome = b.execute(NetCommand::DialAddress {
+                dial: DialId(i as u64),
+                addr: a_addr.clone(),
+            });
+            assert!(
+                matches!(outcome, Some(NetEvent::DialStarted { .. })),
+                "{outcome:?}"
+            );
+        }
+        let b_id = b.local_peer_id();
+        let (mut accepted_by_a, mut connected_b, mut refused_b) = (0usize, 0usize, 0usize);
+        let drive = async {
+            while connected_b + refused_b < tries || accepted_by_a < connected_b {
+                tokio::select! {
+                    event = a.next_event() => {
+                        if matches!(event, NetEvent::PeerConnected { peer, .. } if peer == b_id) {
+                            accepted_by_a += 1;
+                        }
+                    }
+                    event = b.next_event() => match event {
+                        NetEvent::PeerConnected { .. } => connected_b += 1,
+                        NetEvent::DialFailed { .. } => refused_b += 1,
+                        _ => {}
+                    },
+                }
+            }
+        };
+        tokio::time::timeout(PATIENCE, drive)
+            .await
+            .expect("every dial settles in time");
+        assert!(
+            (1..=MAX_CONNECTIONS_PER_PEER as usize).contains(&accepted_by_a),
+            "a accepted {accepted_by_a} connections from one peer"
+        );
+        assert_eq!(accepted_by_a, connected_b);
+        assert!(refused_b >= 2, "the dials over the limit were refused");
+    }
+
+    #[tokio::test]
     async fn a_block_published_before_any_peer_subscribed_reaches_the_first_peer_that_does() {
         let (mut a, a_addr) = listening().await;
         let (mut b, _) = listening().await;

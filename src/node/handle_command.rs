@@ -152,6 +152,7 @@ impl NodeState {
             }
             (plain, Some(peer)) => {
                 self.book.learn(peer, plain.clone(), now);
+                self.book.pin(peer, now);
                 self.dial_peer(peer, vec![plain], Some(reply));
             }
             (plain, None) => {

@@ -3,8 +3,10 @@
 //! Rules it keeps: a learned peer is re-dialed with exponential backoff (capped at
 //! [`MAX_BACKOFF`]) after its last connection closes; a peer's misbehaviour adds to its score,
 //! which fades by a point every [`SCORE_DECAY_STEP`], and at [`BAN_SCORE`] it is banned for
-//! [`BAN_DURATION`]; the book holds at most [`MAX_KNOWN_PEERS`]
-//! peers and [`MAX_ADDRS_PER_PEER`] addresses each.
+//! [`BAN_DURATION`] (bans are kept apart, at most [`MAX_BANS`], so banned throwaway identities
+//! never push peers out); the book holds at most [`MAX_KNOWN_PEERS`] peers (to make room it
+//! forgets a disconnected peer not given by hand, unproven ones and the longest unseen first)
+//! and [`MAX_ADDRS_PER_PEER`] addresses each.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -33,6 +35,11 @@ pub const SCORE_DECAY_STEP: Duration = Duration::from_secs(6);
 
 /// Most peers the book remembers.
 pub const MAX_KNOWN_PEERS: usize = 512;
+
+/// Most bans the book remembers, apart from its peers: when full, the ban closest to running out
+/// is forgotten first. Bans live apart so that throwaway identities, banned by the hundred, never
+/// push honest or configured peers out of the book.
+pub const MAX_BANS: usize = 4096;
 
 /// Most dialable addresses kept per peer.
 pub const MAX_ADDRS_PER_PEER: usize = 8;
@@ -83,7 +90,12 @@ pub struct PeerEntry {
     score: u32,
     /// When `score` was last brought up to date with its decay.
     scored_at: Option<Instant>,
-    banned_until: Option<Instant>,
+    /// Given by hand (`--peer` with a peer id, or `dial`): never forgotten to make room.
+    pinned: bool,
+    /// It answered with a status of our network: worth more than a peer that never did.
+    proven: bool,
+    /// Last time it connected or sent a status: among peers to forget, the oldest goes first.
+    last_seen: Option<Instant>,
     next_dial: Option<Instant>,
     backoff: Duration,
 }
@@ -97,7 +109,9 @@ impl PeerEntry {
             tip: None,
             score: 0,
             scored_at: None,
-            banned_until: None,
+            pinned: false,
+            proven: false,
+            last_seen: None,
             next_dial: None,
             backoff: INITIAL_BACKOFF,
         }
@@ -153,6 +167,7 @@ pub enum Dial {
 #[derive(Debug, Default)]
 pub struct PeerBook {
     peers: HashMap<PeerId, PeerEntry>,
+    bans: HashMap<PeerId, Instant>,
     bootstrap: Vec<Bootstrap>,
     pending_bootstrap: HashMap<ConnectionId, usize>,
     last_pong: HashMap<ConnectionId, Instant>,
@@ -191,30 +206,34 @@ impl PeerBook {
         self.connected().count()
     }
 
-    /// The entry of `peer`, made room for if the book is full: a disconnected peer that is
-    /// not banned now (a ban that has run out counts as none) is forgotten.
+    /// The entry of `peer`, made room for if the book is full: of the disconnected peers not
+    /// given by hand, one that never proved itself goes first, then the one seen longest ago.
+    /// `None` only if every entry is connected or given by hand.
     fn entry(&mut self, peer: PeerId, now: Instant) -> Option<&mut PeerEntry> {
         if !self.peers.contains_key(&peer) && self.peers.len() >= MAX_KNOWN_PEERS {
             let idle = self
                 .peers
                 .iter()
-                .find(|(_, e)| !e.is_connected() && e.banned_until.is_none_or(|t| t <= now))
+                .filter(|(_, e)| !e.is_connected() && !e.pinned)
+                .min_by_key(|(_, e)| (e.proven, e.last_seen))
                 .map(|(p, _)| *p)?;
             self.peers.remove(&idle);
         }
-        Some(self.peers.entry(peer).or_insert_with(PeerEntry::new))
+        let entry = self.peers.entry(peer).or_insert_with(PeerEntry::new);
+        entry.last_seen.get_or_insert(now);
+        Some(entry)
     }
 
     /// Learns a dialable address of a peer. Returns true if the peer should be dialed now:
     /// not connected, not banned, and not already waiting for a re-dial.
     pub fn learn(&mut self, peer: PeerId, addr: Multiaddr, now: Instant) -> bool {
+        let banned = self.is_banned(&peer, now);
         let Some(entry) = self.entry(peer, now) else {
             return false;
         };
         if !entry.dial_addrs.contains(&addr) && entry.dial_addrs.len() < MAX_ADDRS_PER_PEER {
             entry.dial_addrs.push(addr);
         }
-        let banned = entry.banned_until.is_some_and(|t| t > now);
         let due = entry.next_dial.is_none_or(|t| t <= now);
         if entry.is_connected() || banned || !due {
             return false;
@@ -223,11 +242,20 @@ impl PeerBook {
         true
     }
 
-    /// Adds a peer given by hand (`--peer .../p2p/<id>`): learned, and due for a dial now.
+    /// Adds a peer given by hand (`--peer .../p2p/<id>`): learned, never forgotten to make
+    /// room, and due for a dial now.
     pub fn add_peer(&mut self, peer: PeerId, addr: Multiaddr, now: Instant) {
         self.learn(peer, addr, now);
+        self.pin(peer, now);
         if let Some(entry) = self.peers.get_mut(&peer) {
             entry.next_dial = Some(now);
+        }
+    }
+
+    /// Marks a peer as given by hand (the console's `dial`): never forgotten to make room.
+    pub fn pin(&mut self, peer: PeerId, now: Instant) {
+        if let Some(entry) = self.entry(peer, now) {
+            entry.pinned = true;
         }
     }
 
@@ -290,6 +318,7 @@ impl PeerBook {
             entry.dial_addrs.push(plain);
         }
         let first = !entry.is_connected();
+        entry.last_seen = Some(now);
         entry.connections.insert(connection, remote);
         entry.backoff = INITIAL_BACKOFF;
         entry.next_dial = None;
@@ -314,8 +343,9 @@ impl PeerBook {
     /// and bootstrap addresses nobody answered yet. Each due dial pushes its next turn back.
     pub fn due_dials(&mut self, now: Instant) -> Vec<Dial> {
         let mut dials = Vec::new();
+        let bans = &self.bans;
         for (peer, entry) in &mut self.peers {
-            let banned = entry.banned_until.is_some_and(|t| t > now);
+            let banned = bans.get(peer).is_some_and(|t| *t > now);
             let due = entry.next_dial.is_some_and(|t| t <= now);
             if entry.is_connected() || banned || !due || entry.dial_addrs.is_empty() {
                 continue;
@@ -349,11 +379,13 @@ impl PeerBook {
             .collect()
     }
 
-    /// Notes a peer's tip from its status.
-    pub fn set_status(&mut self, peer: &PeerId, height: u64, tip: BlockHash) {
+    /// Notes a peer's tip from its status (of our network): the peer has proved itself.
+    pub fn set_status(&mut self, peer: &PeerId, height: u64, tip: BlockHash, now: Instant) {
         if let Some(entry) = self.peers.get_mut(peer) {
             entry.height = Some(height);
             entry.tip = Some(tip);
+            entry.proven = true;
+            entry.last_seen = Some(now);
         }
     }
 
@@ -374,25 +406,32 @@ impl PeerBook {
         entry.score = entry.score.saturating_add(offence.score());
         if entry.score >= BAN_SCORE {
             entry.score = 0;
-            entry.banned_until = Some(now + BAN_DURATION);
+            self.ban(*peer, now);
             return true;
         }
         false
     }
 
-    /// Bans a peer outright (another network, or a ban score reached elsewhere).
+    /// Bans a peer outright (another network, or a ban score reached elsewhere). Its entry, if
+    /// any, no longer counts as proven, so it is the first to be forgotten when room is needed.
     pub fn ban(&mut self, peer: PeerId, now: Instant) {
-        if let Some(entry) = self.entry(peer, now) {
-            entry.banned_until = Some(now + BAN_DURATION);
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            entry.proven = false;
         }
+        if !self.bans.contains_key(&peer) && self.bans.len() >= MAX_BANS {
+            self.bans.retain(|_, until| *until > now);
+            if self.bans.len() >= MAX_BANS {
+                if let Some(soonest) = self.bans.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p) {
+                    self.bans.remove(&soonest);
+                }
+            }
+        }
+        self.bans.insert(peer, now + BAN_DURATION);
     }
 
     /// True while a peer's ban lasts.
     pub fn is_banned(&self, peer: &PeerId, now: Instant) -> bool {
-        self.peers
-            .get(peer)
-            .and_then(|e| e.banned_until)
-            .is_some_and(|t| t > now)
+        self.bans.get(peer).is_some_and(|t| *t > now)
     }
 }
 
@@ -526,21 +565,60 @@ mod tests {
     }
 
     #[test]
-    fn a_full_book_forgets_a_peer_whose_ban_has_run_out_to_take_a_new_one() {
+    fn a_thousand_banned_throwaway_identities_never_push_out_configured_or_proven_peers() {
         let mut book = PeerBook::new();
         let now = Instant::now();
-        for _ in 0..MAX_KNOWN_PEERS {
-            book.ban(PeerId::random(), now);
+        let configured = PeerId::random();
+        book.add_peer(configured, addr(1), now);
+        let proven: Vec<PeerId> = (0..10).map(|_| PeerId::random()).collect();
+        for (i, peer) in proven.iter().enumerate() {
+            let conn = ConnectionId::new_unchecked(100 + i);
+            book.connected_to(*peer, conn, addr(2), true, now);
+            book.set_status(peer, 5, BlockHash([1; 32]), now);
+            book.disconnected(peer, conn, now);
         }
+        // Throwaway identities connect, misbehave, are banned and disconnect, a thousand times.
+        for i in 0..1000 {
+            let hostile = PeerId::random();
+            let conn = ConnectionId::new_unchecked(1000 + i);
+            let at = now + Duration::from_millis(i as u64);
+            assert!(book.connected_to(hostile, conn, addr(3), false, at), "{i}");
+            assert!(book.penalise(&hostile, Offence::InvalidBlock, at));
+            book.disconnected(&hostile, conn, at);
+            assert!(book.is_banned(&hostile, at));
+        }
+        assert!(book.get(&configured).is_some(), "the --peer peer stays");
+        for peer in &proven {
+            assert!(book.get(peer).is_some(), "a proven peer stays");
+        }
+        // A new honest peer still gets an entry, so its status is exchanged.
+        let later = now + Duration::from_secs(2);
         let newcomer = PeerId::random();
-        let conn = ConnectionId::new_unchecked(1);
-        assert!(
-            !book.connected_to(newcomer, conn, addr(1), false, now),
-            "while the bans last they are kept"
-        );
-        let later = now + BAN_DURATION;
-        assert!(book.connected_to(newcomer, conn, addr(1), false, later));
+        let conn = ConnectionId::new_unchecked(5000);
+        assert!(book.connected_to(newcomer, conn, addr(4), false, later));
         assert!(book.get(&newcomer).is_some_and(PeerEntry::is_connected));
+        // The configured peer is still re-dialed.
+        let dials = book.due_dials(later + MAX_BACKOFF);
+        assert!(dials
+            .iter()
+            .any(|d| matches!(d, Dial::Peer(p, _) if *p == configured)));
+    }
+
+    #[test]
+    fn bans_are_bounded_and_the_one_closest_to_running_out_goes_first() {
+        let mut book = PeerBook::new();
+        let start = Instant::now();
+        let first = PeerId::random();
+        book.ban(first, start);
+        for i in 1..MAX_BANS {
+            book.ban(PeerId::random(), start + Duration::from_millis(i as u64));
+        }
+        assert!(book.is_banned(&first, start));
+        let last = PeerId::random();
+        let at = start + Duration::from_secs(5);
+        book.ban(last, at);
+        assert!(book.is_banned(&last, at));
+        assert!(!book.is_banned(&first, at), "the oldest ban made room");
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl NodeState {
             self.push(NetCommand::Disconnect(peer));
             return;
         }
-        self.book.set_status(&peer, status.height, status.tip);
+        self.book.set_status(&peer, status.height, status.tip, now);
         let tip = PeerTip {
             height: status.height,
             work: status.total_work,

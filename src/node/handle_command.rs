@@ -130,7 +130,8 @@ impl NodeState {
     ) -> Result<TxId, CommandError> {
         let state = self.chain.state();
         let nonce = self.mempool.next_nonce(state, &self.address);
-        let tx = Transaction::sign_transfer(&self.key, to, amount, fee, nonce);
+        let tx =
+            Transaction::sign_transfer(&self.key, self.mempool.network(), to, amount, fee, nonce);
         let txid = self.mempool.add(tx.clone(), state)?;
         self.emit(Event::TxAccepted {
             txid,

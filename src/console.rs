@@ -465,7 +465,7 @@ impl Output {
 }
 
 fn tx_line(tx: &TxView) -> String {
-    match tx.from {
+    let line = match tx.from {
         Some(from) => format!(
             "  {} {} -> {} amount {} fee {} nonce {}",
             tx.txid.short(),
@@ -481,6 +481,10 @@ fn tx_line(tx: &TxView) -> String {
             tx.to,
             tx.amount
         ),
+    };
+    match &tx.memo {
+        Some(memo) => format!("{line} memo {memo:?}"),
+        None => line,
     }
 }
 

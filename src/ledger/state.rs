@@ -366,7 +366,7 @@ mod tests {
         assert_eq!(
             s.check_transfer(&pay(0, 0)),
             Err(TxError::ZeroAmount),
-            "zero amounts are refused before anything else"
+            "a zero amount without a memo is refused before nonce and funds"
         );
     }
 

@@ -343,6 +343,21 @@ fn the_second_tutorials_posts_are_recorded_mined_shown_and_gossiped_to_a_second_
     );
     let error = expect(&a, "zero coins, no memo", &nothing, 400)["error"].to_string();
     assert!(error.contains("memo"), "{error}");
+
+    // The console's `post` records the same kind of post, shown the same way.
+    let reply = a.ok("post bob second   post");
+    assert_eq!(reply["content"], "second post", "{reply}");
+    let pending = expect(&a, "GET /pending_tx", &get(&a_url, "/pending_tx"), 200);
+    let by_bob = pending
+        .as_array()
+        .and_then(|txs| txs.iter().find(|t| t["txid"] == reply["txid"]))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (by_bob["author"].as_str(), by_bob["content"].as_str()),
+        (Some("bob"), Some("second post")),
+        "{pending}"
+    );
     for node in [&mut a, &mut b] {
         assert_stdout_is_json_only(node);
     }

@@ -89,7 +89,9 @@ fn funding(n: usize) -> (Vec<SigningKey>, Vec<Block>) {
     let txs = senders
         .iter()
         .enumerate()
-        .map(|(n, k)| Transaction::sign_transfer(&funder, address(k), share, 0, n as u64))
+        .map(|(n, k)| {
+            Transaction::sign_transfer(&funder, &p.network_id(), address(k), share, 0, n as u64)
+        })
         .collect();
     let b2 = extend(&mut chain, address(&funder), txs);
     (senders, vec![b1, b2])
@@ -104,6 +106,7 @@ fn blocks_on(
     miner: Address,
 ) -> Vec<Block> {
     let mut chain = Chain::from_main_chain(params(), base.to_vec()).expect("base connects");
+    let network = params().network_id();
     let mut nonces: HashMap<usize, u64> = HashMap::new();
     let mut turn = 0usize;
     let mut out = Vec::with_capacity(n);
@@ -113,7 +116,7 @@ fn blocks_on(
                 let s = turn % senders.len();
                 turn += 1;
                 let nonce = nonces.entry(s).or_insert(0);
-                let tx = Transaction::sign_transfer(&senders[s], miner, 1, 1, *nonce);
+                let tx = Transaction::sign_transfer(&senders[s], &network, miner, 1, 1, *nonce);
                 *nonce += 1;
                 tx
             })

@@ -42,6 +42,13 @@ pub enum ConsoleCommand {
         /// Fee (0 if not given).
         fee: u64,
     },
+    /// Record a post (a zero-amount transfer to this node's account with the post as memo).
+    Post {
+        /// Who wrote it.
+        author: String,
+        /// What it says: the rest of the line, words joined by single spaces.
+        content: String,
+    },
     /// Mine this many blocks.
     Mine(u64),
     /// Turn continuous mining on or off.
@@ -77,6 +84,11 @@ impl CommandSpec {
         self.usage.split_whitespace().next().unwrap_or_default()
     }
 
+    /// True when the last argument (`<name...>`) takes the rest of the line.
+    fn takes_rest(&self) -> bool {
+        self.usage.ends_with("...>")
+    }
+
     /// How many arguments the command needs, and how many more it may take.
     fn arity(&self) -> (usize, usize) {
         let args = self.usage.split_whitespace().skip(1);
@@ -110,6 +122,16 @@ pub const COMMANDS: &[CommandSpec] = &[
                 to: a.address(0)?,
                 amount: a.number(1, "amount")?,
                 fee: a.optional(2, |a| a.number(2, "fee"))?.unwrap_or(0),
+            })
+        },
+    },
+    CommandSpec {
+        usage: "post <author> <content...>",
+        about: "record a post on the chain (zero coins to this node's account, the post as memo)",
+        parse: |a| {
+            Ok(ConsoleCommand::Post {
+                author: a.get(0).to_string(),
+                content: a.words[1..].join(" "),
             })
         },
     },
@@ -283,7 +305,8 @@ pub fn parse(line: &str) -> Result<Option<Parsed>, ParseError> {
         words: words.collect(),
     };
     let (required, optional) = spec.arity();
-    if args.words.len() < required || args.words.len() > required + optional {
+    let too_many = !spec.takes_rest() && args.words.len() > required + optional;
+    if args.words.len() < required || too_many {
         return Err(fail(args.usage()));
     }
     let command = (spec.parse)(&args).map_err(fail)?;
@@ -465,7 +488,7 @@ impl Output {
 }
 
 fn tx_line(tx: &TxView) -> String {
-    match tx.from {
+    let line = match tx.from {
         Some(from) => format!(
             "  {} {} -> {} amount {} fee {} nonce {}",
             tx.txid.short(),
@@ -481,6 +504,10 @@ fn tx_line(tx: &TxView) -> String {
             tx.to,
             tx.amount
         ),
+    };
+    match &tx.memo {
+        Some(memo) => format!("{line} memo {memo:?}"),
+        None => line,
     }
 }
 
@@ -556,6 +583,18 @@ pub async fn execute(handle: &NodeHandle, command: ConsoleCommand) -> Result<Ans
             Answer {
                 fields: fields_of(json!({ "txid": txid })),
                 text: format!("transaction {txid} added to the mempool"),
+            }
+        }
+        ConsoleCommand::Post { author, content } => {
+            let (txid, post) = handle.post(&author, &content, 0).await?;
+            Answer {
+                fields: fields_of(json!({
+                    "txid": txid,
+                    "author": post.author,
+                    "content": post.content,
+                    "timestamp": post.timestamp,
+                })),
+                text: format!("post {txid} added to the mempool"),
             }
         }
         ConsoleCommand::Mine(count) => {
@@ -912,6 +951,7 @@ mod tests {
             ("status", "status"),
             ("peers", "peers"),
             ("tx 0000000000000000000000000000000000000000 1", "tx"),
+            ("post ada hello", "post"),
             ("mine", "mine"),
             ("automine off", "automine"),
             ("chain", "chain"),
@@ -923,7 +963,7 @@ mod tests {
         ] {
             assert_eq!(parse(line).unwrap().unwrap().word, word);
         }
-        assert_eq!(COMMANDS.len(), 12, "a new command needs a line above");
+        assert_eq!(COMMANDS.len(), 13, "a new command needs a line above");
     }
 
     #[test]
@@ -933,5 +973,18 @@ mod tests {
         assert_eq!(arity("automine"), (1, 0));
         assert_eq!(arity("mine"), (0, 1));
         assert_eq!(arity("quit"), (0, 0));
+        assert_eq!(arity("post"), (2, 0));
+    }
+
+    #[test]
+    fn post_takes_an_author_and_the_rest_of_the_line_as_its_content() {
+        assert_eq!(
+            command("post ada hello   wide  world"),
+            Ok(Some(ConsoleCommand::Post {
+                author: "ada".into(),
+                content: "hello wide world".into(),
+            }))
+        );
+        assert_eq!(err("post ada").message, "usage: post <author> <content...>");
     }
 }

@@ -231,7 +231,7 @@ fn a_hostile_peer_cannot_disturb_honest_nodes_or_get_anything_invalid_forwarded(
         |e| matches!(e, PeerEvent::Message { data, .. } if *data == v1_bytes),
         WAIT,
     );
-    let good_tx = Transaction::sign_transfer(&k, stranger, 10, 1, 0);
+    let good_tx = Transaction::sign_transfer(&k, &genesis.into(), stranger, 10, 1, 0);
     let good_txid = good_tx.compute_txid().to_hex();
     friend.publish(&txs, encode(&good_tx));
     c.wait_event(
@@ -248,7 +248,8 @@ fn a_hostile_peer_cannot_disturb_honest_nodes_or_get_anything_invalid_forwarded(
     // offence, which would stop the rest from reaching it).
     let parent = v1.block_hash();
     let h = v1.height() + 1;
-    let k_spend = |amount, nonce| Transaction::sign_transfer(&k, stranger, amount, 1, nonce);
+    let k_spend =
+        |amount, nonce| Transaction::sign_transfer(&k, &genesis.into(), stranger, amount, 1, nonce);
     let mut invalid_blocks: Vec<(&str, Block)> = vec![
         (
             "bad proof of work",

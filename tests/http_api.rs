@@ -217,6 +217,152 @@ fn two_nodes_registered_through_the_seeds_routes_agree_after_resolve() {
     }
 }
 
+/// The txids of a list of seed-shaped transactions.
+fn txids(list: &Value) -> Vec<String> {
+    list.as_array()
+        .map(|txs| {
+            txs.iter()
+                .filter_map(|t| t["txid"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_second_tutorials_posts_are_recorded_mined_shown_and_gossiped_to_a_second_node() {
+    let network = unique_network("http-posts");
+    let (mut a, a_url) = start("a", &network);
+    let (mut b, b_url) = start("b", &network);
+    let ours = a.address();
+    let body = format!(r#"{{"node_address": "{a_url}"}}"#);
+    expect(
+        &b,
+        "register_with",
+        &post_json(&b_url, "/register_with", &body),
+        200,
+    );
+    a.wait_until(|s| s["peers"].as_u64() >= Some(1), Duration::from_secs(30));
+    b.wait_until(|s| s["peers"].as_u64() >= Some(1), Duration::from_secs(30));
+
+    // POST /new_transaction {author, content}, as the tutorial's app does: a post from this
+    // node's account, though it holds no coins (a post moves none and this one pays fee 0).
+    let posted = expect(
+        &a,
+        "POST /new_transaction",
+        &post_json(
+            &a_url,
+            "/new_transaction",
+            r#"{"author": "ada", "content": "hello, \"chain\" é"}"#,
+        ),
+        201,
+    );
+    assert_eq!(posted["message"], "Success");
+    assert_eq!(posted["author"], "ada");
+    let txid = posted["txid"].as_str().unwrap_or_default().to_string();
+    let stamped = posted["timestamp"].as_u64().unwrap_or_default();
+    assert!(stamped > 1_767_225_600_000, "{posted}");
+
+    // GET /pending_tx shows it the way the tutorial stores it: author, content, timestamp.
+    let pending = expect(&a, "GET /pending_tx", &get(&a_url, "/pending_tx"), 200);
+    assert_eq!(txids(&pending), vec![txid.clone()], "{pending}");
+    let post = &pending[0];
+    assert_eq!(post["author"], "ada");
+    assert_eq!(post["content"], "hello, \"chain\" é");
+    assert_eq!(post["timestamp"], stamped);
+    assert_eq!(post["amount"], 0);
+    assert_eq!(
+        (post["sender"].as_str(), post["recipient"].as_str()),
+        (Some(ours.as_str()), Some(ours.as_str()))
+    );
+
+    // The post reaches the second node by gossip: its mempool takes it.
+    let theirs = eventually(
+        "b's mempool holds the post",
+        Duration::from_secs(30),
+        || {
+            let v = get(&b_url, "/pending_tx").json();
+            txids(&v).contains(&txid).then_some(v)
+        },
+    );
+    assert_eq!(theirs[0]["content"], "hello, \"chain\" é");
+
+    // GET /mine puts it in a block; GET /chain shows it there and /pending_tx is empty.
+    let mined = expect(&a, "GET /mine", &get(&a_url, "/mine"), 200);
+    assert_eq!(mined["transactions"][1]["txid"], txid.as_str(), "{mined}");
+    let chain = expect(&a, "GET /chain", &get(&a_url, "/chain"), 200);
+    let in_block = &chain["chain"][1]["transactions"][1];
+    assert_eq!(in_block["author"], "ada", "{chain}");
+    assert_eq!(in_block["content"], "hello, \"chain\" é");
+    assert_eq!(in_block["timestamp"], stamped);
+    let pending = expect(&a, "GET /pending_tx", &get(&a_url, "/pending_tx"), 200);
+    assert!(txids(&pending).is_empty(), "{pending}");
+
+    // The second node takes the block, and shows the post in its chain too.
+    let tip = a.tip();
+    b.wait_until(|s| s["tip"] == tip.as_str(), Duration::from_secs(30));
+    let chain = expect(&b, "b's GET /chain", &get(&b_url, "/chain"), 200);
+    assert_eq!(
+        chain["chain"][1]["transactions"][1]["author"], "ada",
+        "{chain}"
+    );
+
+    // Bad posts: empty fields, a missing field, and a post over the memo cap, each a 400.
+    for (body, says) in [
+        (r#"{"author": "", "content": "x"}"#, "author"),
+        (r#"{"author": "ada", "content": "  "}"#, "content"),
+        (r#"{"author": "ada"}"#, "content"),
+    ] {
+        let refused = post_json(&a_url, "/new_transaction", body);
+        let error = expect(&a, body, &refused, 400)["error"].to_string();
+        assert!(error.contains(says), "{body}: {error}");
+    }
+    let long = format!(r#"{{"author": "ada", "content": "{}"}}"#, "x".repeat(250));
+    let refused = post_json(&a_url, "/new_transaction", &long);
+    let error = expect(&a, "a long post", &refused, 400)["error"].to_string();
+    assert!(error.contains("256"), "{error}");
+
+    // /api/v1/transactions takes a memo too; zero coins without one is refused by its rule.
+    let sent = post_json(
+        &a_url,
+        "/api/v1/transactions",
+        &format!(r#"{{"to": "{STRANGER}", "amount": 0, "memo": "just a note"}}"#),
+    );
+    let sent = expect(&a, "a memo through /api/v1", &sent, 201);
+    let pool = expect(
+        &a,
+        "GET /api/v1/mempool",
+        &get(&a_url, "/api/v1/mempool"),
+        200,
+    );
+    assert_eq!(pool["transactions"][0]["txid"], sent["txid"], "{pool}");
+    assert_eq!(pool["transactions"][0]["memo"], "just a note");
+    let nothing = post_json(
+        &a_url,
+        "/api/v1/transactions",
+        &format!(r#"{{"to": "{STRANGER}", "amount": 0}}"#),
+    );
+    let error = expect(&a, "zero coins, no memo", &nothing, 400)["error"].to_string();
+    assert!(error.contains("memo"), "{error}");
+
+    // The console's `post` records the same kind of post, shown the same way.
+    let reply = a.ok("post bob second   post");
+    assert_eq!(reply["content"], "second post", "{reply}");
+    let pending = expect(&a, "GET /pending_tx", &get(&a_url, "/pending_tx"), 200);
+    let by_bob = pending
+        .as_array()
+        .and_then(|txs| txs.iter().find(|t| t["txid"] == reply["txid"]))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (by_bob["author"].as_str(), by_bob["content"].as_str()),
+        (Some("bob"), Some("second post")),
+        "{pending}"
+    );
+    for node in [&mut a, &mut b] {
+        assert_stdout_is_json_only(node);
+    }
+}
+
 #[test]
 fn the_v1_api_does_what_the_console_does() {
     let network = unique_network("http-v1");

@@ -130,10 +130,10 @@ fn invalid_transactions_in_a_mempool_answer_are_not_kept_and_cost_the_peer() {
 
     // First connection: the answer holds a coinbase, which no mempool takes, then a transfer.
     let key = SigningKey::from_bytes(&[3u8; 32]);
-    let zero = Transaction::sign_transfer(&key, stranger, 0, 0, 0);
+    let zero = Transaction::sign_transfer(&key, &genesis.into(), stranger, 0, 0, 0);
     let answer = SyncResponse::Mempool(vec![
         Transaction::coinbase(2, stranger, 50),
-        Transaction::sign_transfer(&key, stranger, 1, 0, 0),
+        Transaction::sign_transfer(&key, &genesis.into(), stranger, 1, 0, 0),
     ]);
     let mut liar = RawPeer::start_with(
         &rt,

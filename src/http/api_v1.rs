@@ -153,6 +153,9 @@ struct Send {
     amount: u64,
     #[serde(default)]
     fee: u64,
+    /// Up to 256 bytes of text signed with the transfer; left out for none.
+    #[serde(default)]
+    memo: Option<String>,
 }
 
 async fn send(
@@ -162,7 +165,7 @@ async fn send(
     let to = parse_address(&body.to, "to")?;
     let txid = state
         .handle
-        .submit_transfer(to, body.amount, body.fee)
+        .submit_transfer_with_memo(to, body.amount, body.fee, body.memo.unwrap_or_default())
         .await?;
     Ok((StatusCode::CREATED, Json(json!({ "txid": txid }))))
 }

@@ -79,7 +79,9 @@ fn command_status(error: &CommandError) -> StatusCode {
         CommandError::Mempool(_)
         | CommandError::Dial(_)
         | CommandError::MineCountOutOfRange(_)
-        | CommandError::ChainLimitOutOfRange(_) => StatusCode::BAD_REQUEST,
+        | CommandError::ChainLimitOutOfRange(_)
+        | CommandError::MemoTooLong { .. }
+        | CommandError::EmptyPostField(_) => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -112,6 +114,8 @@ mod tests {
             (CommandError::Dial("no".into()), 400),
             (CommandError::MineCountOutOfRange(0), 400),
             (CommandError::ChainLimitOutOfRange(0), 400),
+            (CommandError::MemoTooLong { len: 300, max: 256 }, 400),
+            (CommandError::EmptyPostField("author"), 400),
         ];
         for (error, code) in cases {
             assert_eq!(ApiError::from(error).status().as_u16(), code);

@@ -2,7 +2,10 @@
 //! response shapes where they make sense for a signed, account-based chain.
 //!
 //! Rules it keeps: a transfer is always signed by this node's account, so a `sender` other than
-//! its address is refused; chains are answered in pages of at most
+//! its address is refused; a post (`/new_transaction`) is a zero-amount transfer from this
+//! node's account to itself whose memo is the post's compact JSON ([`Post`]), and every
+//! transaction whose memo is a post shows the post's `author`, `content` and `timestamp` the
+//! way the second tutorial's app reads them; chains are answered in pages of at most
 //! [`MAX_CHAIN_PAGE`] blocks; node URLs are resolved through the other node's API before any
 //! dial starts, and a bad entry refuses the whole list.
 
@@ -21,7 +24,7 @@ use super::request::{clip, next_page, parse_address, parse_page, JsonBody};
 use super::{timed, AppState, MINE_TIMEOUT, REQUEST_TIMEOUT};
 use crate::ledger::Address;
 use crate::node::command::MAX_CHAIN_PAGE;
-use crate::node::event::{BlockView, TxView};
+use crate::node::event::{BlockView, Post, TxView};
 use crate::node::BlockQuery;
 
 /// How long `/nodes/resolve` waits for the peers' answers and the sync they start.
@@ -38,6 +41,7 @@ pub fn routes() -> (Router<AppState>, Router<AppState>) {
         .route("/pending_tx", get(pending_tx));
     let control = Router::new()
         .route("/transactions/new", post(new_transaction))
+        .route("/new_transaction", post(new_post))
         .route("/nodes/register", post(register))
         .route("/register_with", post(register_with));
     let mine = Router::new().route("/mine", get(mine));
@@ -48,9 +52,10 @@ pub fn routes() -> (Router<AppState>, Router<AppState>) {
 }
 
 /// A transaction in the seeds' shape: `sender` (`null` for a block reward), `recipient`,
-/// `amount`, plus what a signed transfer adds.
+/// `amount`, plus what a signed transfer adds: its `memo` when it has one, and when the memo is
+/// a [`Post`], the post's `author`, `content` and `timestamp` as the second tutorial stores them.
 pub fn seed_tx(tx: &TxView) -> Value {
-    json!({
+    let mut value = json!({
         "sender": tx.from,
         "recipient": tx.to,
         "amount": tx.amount,
@@ -58,7 +63,16 @@ pub fn seed_tx(tx: &TxView) -> Value {
         "nonce": tx.nonce,
         "txid": tx.txid,
         "coinbase": tx.coinbase,
-    })
+    });
+    if let (Some(memo), Value::Object(fields)) = (&tx.memo, &mut value) {
+        fields.insert("memo".into(), json!(memo));
+        if let Some(post) = Post::from_memo(memo) {
+            fields.insert("author".into(), json!(post.author));
+            fields.insert("content".into(), json!(post.content));
+            fields.insert("timestamp".into(), json!(post.timestamp));
+        }
+    }
+    value
 }
 
 /// A block in the seeds' shape: `index`, `timestamp` (milliseconds), `transactions`, `proof`
@@ -118,6 +132,36 @@ async fn new_transaction(
             "sender": status.address,
             "recipient": recipient,
             "amount": body.amount,
+            "fee": body.fee,
+        })),
+    ))
+}
+
+/// `POST /new_transaction` body: the second tutorial's post, plus an optional fee.
+#[derive(Debug, Deserialize)]
+struct NewPost {
+    author: String,
+    content: String,
+    #[serde(default)]
+    fee: u64,
+}
+
+async fn new_post(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<NewPost>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (txid, post) = state
+        .handle
+        .post(&body.author, &body.content, body.fee)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "message": "Success",
+            "txid": txid,
+            "author": post.author,
+            "content": post.content,
+            "timestamp": post.timestamp,
             "fee": body.fee,
         })),
     ))
@@ -305,6 +349,50 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_transaction_whose_memo_is_a_post_shows_author_content_and_timestamp() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let net = crate::ledger::NetworkParams::devnet().network_id();
+        let post = Post {
+            author: "ada".into(),
+            content: "first post".into(),
+            timestamp: 1_767_225_600_123,
+        };
+        let own = crate::ledger::PublicKey(key.verifying_key().to_bytes()).address();
+        let tx = crate::ledger::Transaction::sign_transfer_with_memo(
+            &key,
+            &net,
+            own,
+            0,
+            1,
+            0,
+            post.to_memo().into_bytes(),
+        );
+        let v = seed_tx(&TxView::from(&tx));
+        assert_eq!(v["author"], "ada");
+        assert_eq!(v["content"], "first post");
+        assert_eq!(v["timestamp"], 1_767_225_600_123u64);
+        assert_eq!(v["memo"], post.to_memo());
+        assert_eq!(v["amount"], 0);
+        assert_eq!(v["sender"], v["recipient"]);
+
+        let note = crate::ledger::Transaction::sign_transfer_with_memo(
+            &key,
+            &net,
+            Address([2; 20]),
+            3,
+            1,
+            1,
+            b"rent".to_vec(),
+        );
+        let v = seed_tx(&TxView::from(&note));
+        assert_eq!(v["memo"], "rent");
+        assert!(v.get("author").is_none() && v.get("content").is_none());
+        let plain =
+            crate::ledger::Transaction::sign_transfer(&key, &net, Address([2; 20]), 3, 1, 2);
+        assert!(seed_tx(&TxView::from(&plain)).get("memo").is_none());
     }
 
     #[test]

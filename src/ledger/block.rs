@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use bincode::{Decode, Encode};
 
 use super::encode::{encode, encoded_size};
-use super::hash::{leading_zero_bits, sha256, BlockHash, TxId, TxRoot};
+use super::hash::{leading_zero_bits, sha256, BlockHash, NetworkId, TxId, TxRoot};
 use super::params::NetworkParams;
 use super::transaction::{verify_batch, Transaction, TxError};
 
@@ -115,7 +115,7 @@ impl Block {
     /// The [`BlockError`] of the first rule broken.
     pub fn check_structure(&self, params: &NetworkParams) -> Result<(), BlockError> {
         self.check_structure_but_signatures(params)?;
-        self.check_signatures()
+        self.check_signatures(&params.network_id())
     }
 
     /// The only way a block from outside (wire, miner, sync) becomes a [`CheckedBlock`]: every
@@ -197,14 +197,14 @@ impl Block {
         Ok(())
     }
 
-    /// Verifies every transfer's signature as one batch; when the batch fails, verifies one by
-    /// one to name the first bad transfer.
-    fn check_signatures(&self) -> Result<(), BlockError> {
+    /// Verifies every transfer's signature for `network` as one batch; when the batch fails,
+    /// verifies one by one to name the first bad transfer.
+    fn check_signatures(&self, network: &NetworkId) -> Result<(), BlockError> {
         let transfers: Vec<&Transaction> = self.transactions.iter().skip(1).collect();
-        if verify_batch(&transfers).is_err() {
+        if verify_batch(&transfers, network).is_err() {
             // Find the culprit so the error names it.
             for (i, tx) in transfers.iter().enumerate() {
-                if tx.verify_signature().is_err() {
+                if tx.verify_signature(network).is_err() {
                     return Err(BlockError::Transaction {
                         index: i + 1,
                         source: TxError::BadSignature,
@@ -418,6 +418,7 @@ mod tests {
         let params = NetworkParams::for_tests("t", 0);
         let tx = Transaction::sign_transfer(
             &ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+            &params.network_id(),
             Address([1; 20]),
             1,
             0,

@@ -8,7 +8,7 @@
 
 use super::block::{compute_tx_root, Block, BlockHeader};
 use super::encode::encode;
-use super::hash::{sha256, Address, BlockHash};
+use super::hash::{sha256, Address, BlockHash, NetworkId};
 use super::params::{NetworkParams, GENESIS_TIMESTAMP_MS};
 use super::transaction::Transaction;
 
@@ -46,6 +46,11 @@ impl NetworkParams {
     /// The genesis block's hash: the network's identity on the wire and in the store.
     pub fn genesis_hash(&self) -> BlockHash {
         self.genesis().block_hash()
+    }
+
+    /// The identity transfer signatures on this network commit to: its genesis hash.
+    pub fn network_id(&self) -> NetworkId {
+        NetworkId(self.genesis_hash())
     }
 }
 

@@ -123,6 +123,17 @@ digest_newtype!(
     20
 );
 
+/// A network's identity as transfer signatures commit to it: its genesis block's hash, so a
+/// transfer signed for one network never verifies on another.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct NetworkId(pub BlockHash);
+
+impl From<BlockHash> for NetworkId {
+    fn from(genesis: BlockHash) -> Self {
+        Self(genesis)
+    }
+}
+
 impl BlockHash {
     /// Leading zero bits, the measure proof of work is judged by.
     pub fn leading_zero_bits(&self) -> u32 {

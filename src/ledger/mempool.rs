@@ -24,11 +24,12 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use super::chain::TipChange;
-use super::hash::{Address, TxId};
+use super::hash::{Address, NetworkId, TxId};
 use super::state::{Pending, State};
 use super::transaction::{Transaction, TxError};
 
-/// Largest encoded transaction the pool takes; a transfer is far smaller.
+/// Largest encoded transaction the pool takes (and gossip carries); a transfer is at most
+/// 152 + [`MAX_MEMO_BYTES`](super::transaction::MAX_MEMO_BYTES) = 408 bytes.
 pub const MAX_TX_BYTES: usize = 1024;
 
 /// Why the mempool refused a transaction.
@@ -90,10 +91,12 @@ struct Queue {
 /// Key of an evictable transfer: lowest fee first, then newest first.
 type EvictKey = (u64, Reverse<u64>);
 
-/// Bounded pool of valid pending transactions.
-#[derive(Debug, Default)]
+/// Bounded pool of valid pending transactions, for one network.
+#[derive(Debug)]
 pub struct Mempool {
     capacity: usize,
+    /// The network whose signatures the pool checks.
+    network: NetworkId,
     entries: HashMap<TxId, Entry>,
     queues: HashMap<Address, Queue>,
     /// Each sender's last pending transfer, the only evictable ones.
@@ -102,12 +105,21 @@ pub struct Mempool {
 }
 
 impl Mempool {
-    /// An empty pool holding at most `capacity` transactions.
-    pub fn new(capacity: usize) -> Self {
+    /// An empty pool holding at most `capacity` transactions signed for `network`.
+    pub fn new(capacity: usize, network: NetworkId) -> Self {
         Self {
             capacity,
-            ..Self::default()
+            network,
+            entries: HashMap::new(),
+            queues: HashMap::new(),
+            tails: BTreeMap::new(),
+            next_seq: 0,
         }
+    }
+
+    /// The network whose signatures the pool checks (and its own transfers are signed for).
+    pub fn network(&self) -> &NetworkId {
+        &self.network
     }
 
     /// The most transactions the pool holds.
@@ -167,7 +179,7 @@ impl Mempool {
         });
         let cost = state.check_transfer_after(t, pending)?;
         let fee = t.fee;
-        if tx.verify_signature().is_err() {
+        if tx.verify_signature(&self.network).is_err() {
             return Err(MempoolError::BadSignature);
         }
         if self.entries.len() >= self.capacity {
@@ -434,8 +446,13 @@ mod tests {
         PublicKey(key.verifying_key().to_bytes()).address()
     }
 
+    /// The network the tests sign for, the one the real-chain test's chain is on.
+    fn net() -> NetworkId {
+        crate::ledger::params::NetworkParams::for_tests("mempool-test", 0).network_id()
+    }
+
     fn pay(from: &SigningKey, to: u8, amount: u64, fee: u64, nonce: u64) -> Transaction {
-        Transaction::sign_transfer(from, Address([to; 20]), amount, fee, nonce)
+        Transaction::sign_transfer(from, &net(), Address([to; 20]), amount, fee, nonce)
     }
 
     /// A main chain of blocks (no proof of work, no genesis) and the state it produces.
@@ -543,7 +560,7 @@ mod tests {
     fn a_chain_of_nonces_from_one_sender_is_accepted() {
         let alice = key(1);
         let ledger = Ledger::funding(&[&alice]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         for nonce in 0..4 {
             assert_eq!(pool.next_nonce(&ledger.state, &addr(&alice)), nonce);
             pool.add(pay(&alice, 9, 10, 1, nonce), &ledger.state)
@@ -557,7 +574,7 @@ mod tests {
     fn a_nonce_gap_or_a_reused_nonce_is_refused() {
         let alice = key(1);
         let ledger = Ledger::funding(&[&alice]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         pool.add(pay(&alice, 9, 1, 0, 0), &ledger.state).unwrap();
         assert_eq!(
             pool.add(pay(&alice, 9, 1, 0, 2), &ledger.state),
@@ -579,7 +596,7 @@ mod tests {
     fn funds_must_cover_every_pending_transfer_of_the_sender() {
         let alice = key(1);
         let ledger = Ledger::funding(&[&alice]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         pool.add(pay(&alice, 9, 30, 5, 0), &ledger.state).unwrap();
         assert_eq!(
             pool.add(pay(&alice, 9, 15, 1, 1), &ledger.state),
@@ -596,7 +613,7 @@ mod tests {
     fn coinbases_bad_signatures_zero_amounts_and_oversized_fees_are_refused() {
         let alice = key(1);
         let ledger = Ledger::funding(&[&alice]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         assert_eq!(
             pool.add(Transaction::coinbase(5, addr(&alice), 50), &ledger.state),
             Err(MempoolError::Coinbase)
@@ -627,7 +644,7 @@ mod tests {
     fn the_same_transaction_twice_is_already_known() {
         let alice = key(1);
         let ledger = Ledger::funding(&[&alice]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         let tx = pay(&alice, 9, 1, 0, 0);
         let id = pool.add(tx.clone(), &ledger.state).unwrap();
         assert!(pool.contains(&id));
@@ -642,7 +659,7 @@ mod tests {
     fn a_full_pool_evicts_the_lowest_fee_only_for_a_strictly_higher_fee() {
         let (a, b, c) = (key(1), key(2), key(3));
         let ledger = Ledger::funding(&[&a, &b, &c]);
-        let mut pool = Mempool::new(2);
+        let mut pool = Mempool::new(2, net());
         let cheap = pool.add(pay(&a, 9, 1, 2, 0), &ledger.state).unwrap();
         let dear = pool.add(pay(&b, 9, 1, 5, 0), &ledger.state).unwrap();
         assert_eq!(
@@ -663,7 +680,7 @@ mod tests {
     fn eviction_takes_a_senders_last_transfer_and_leaves_no_nonce_gap() {
         let (a, b) = (key(1), key(2));
         let ledger = Ledger::funding(&[&a, &b]);
-        let mut pool = Mempool::new(3);
+        let mut pool = Mempool::new(3, net());
         // a's first transfer is the cheapest, but only a's last one (fee 4) is evictable.
         let a0 = pool.add(pay(&a, 9, 1, 1, 0), &ledger.state).unwrap();
         let a1 = pool.add(pay(&a, 9, 1, 4, 1), &ledger.state).unwrap();
@@ -691,7 +708,7 @@ mod tests {
     fn a_full_pool_never_evicts_the_newcomers_own_sender() {
         let a = key(1);
         let ledger = Ledger::funding(&[&a]);
-        let mut pool = Mempool::new(2);
+        let mut pool = Mempool::new(2, net());
         pool.add(pay(&a, 9, 1, 1, 0), &ledger.state).unwrap();
         pool.add(pay(&a, 9, 1, 1, 1), &ledger.state).unwrap();
         assert_eq!(
@@ -708,7 +725,7 @@ mod tests {
     fn the_template_takes_the_highest_fee_next_transfer_of_each_sender() {
         let (a, b) = (key(1), key(2));
         let ledger = Ledger::funding(&[&a, &b]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         let a0 = pay(&a, 9, 1, 1, 0);
         let a1 = pay(&a, 9, 1, 10, 1);
         let b0 = pay(&b, 9, 1, 5, 0);
@@ -725,7 +742,7 @@ mod tests {
     fn the_template_respects_its_count_and_byte_limits() {
         let (a, b) = (key(1), key(2));
         let ledger = Ledger::funding(&[&a, &b]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         for nonce in 0..3 {
             pool.add(pay(&a, 9, 1, 3, nonce), &ledger.state).unwrap();
             pool.add(pay(&b, 9, 1, 2, nonce), &ledger.state).unwrap();
@@ -743,7 +760,7 @@ mod tests {
     fn the_template_applies_to_the_state_as_a_block() {
         let (a, b) = (key(1), key(2));
         let mut ledger = Ledger::funding(&[&a, &b]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         for nonce in 0..3 {
             pool.add(pay(&a, 9, 10, 3 - nonce, nonce), &ledger.state)
                 .unwrap();
@@ -760,7 +777,7 @@ mod tests {
     fn included_transfers_leave_the_pool_and_the_rest_stay() {
         let a = key(1);
         let mut ledger = Ledger::funding(&[&a]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         let txs: Vec<_> = (0..3).map(|n| pay(&a, 9, 5, 1, n)).collect();
         for tx in &txs {
             pool.add(tx.clone(), &ledger.state).unwrap();
@@ -775,7 +792,7 @@ mod tests {
     fn a_reorg_returns_the_disconnected_transfers_but_not_the_coinbases() {
         let a = key(1);
         let mut ledger = Ledger::funding(&[&a]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         let mined = vec![pay(&a, 9, 5, 1, 0), pay(&a, 9, 5, 1, 1)];
         let extension = ledger.mine(Address([7; 20]), mined.clone());
         pool.on_tip_change(&extension, &ledger.state);
@@ -800,7 +817,7 @@ mod tests {
     fn a_transfer_in_both_branches_is_not_returned() {
         let a = key(1);
         let mut ledger = Ledger::funding(&[&a]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         let both = pay(&a, 9, 5, 1, 0);
         let only_old = pay(&a, 9, 5, 1, 1);
         let change = ledger.mine(Address([7; 20]), vec![both.clone(), only_old.clone()]);
@@ -814,7 +831,7 @@ mod tests {
     fn a_double_spend_on_the_new_branch_drops_the_conflict_and_its_followers() {
         let (a, b) = (key(1), key(2));
         let mut ledger = Ledger::funding(&[&a, &b]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         let old = pay(&a, 9, 5, 1, 0);
         let change = ledger.mine(Address([7; 20]), vec![old]);
         pool.on_tip_change(&change, &ledger.state);
@@ -833,7 +850,7 @@ mod tests {
     fn a_sender_whose_funds_vanished_in_a_reorg_loses_its_pending_transfers() {
         let (a, m) = (key(1), key(5));
         let mut ledger = Ledger::funding(&[&a]);
-        let mut pool = Mempool::new(10);
+        let mut pool = Mempool::new(10, net());
         let change = ledger.mine(addr(&m), vec![]);
         pool.on_tip_change(&change, &ledger.state);
         pool.add(pay(&m, 9, 20, 1, 0), &ledger.state).unwrap();
@@ -848,7 +865,7 @@ mod tests {
     fn a_reorg_that_returns_more_than_fits_evicts_the_lowest_fees() {
         let a = key(1);
         let mut ledger = Ledger::funding(&[&a]);
-        let mut pool = Mempool::new(2);
+        let mut pool = Mempool::new(2, net());
         let mined: Vec<_> = (0..3).map(|n| pay(&a, 9, 1, 3 - n, n)).collect();
         let change = ledger.mine(Address([7; 20]), mined.clone());
         pool.on_tip_change(&change, &ledger.state);
@@ -870,7 +887,7 @@ mod tests {
         ours.accept_block(funding.clone(), now).unwrap();
         theirs.accept_block(funding, now).unwrap();
 
-        let mut pool = Mempool::new(100);
+        let mut pool = Mempool::new(100, net());
         let sent = vec![pay(&alice, 2, 10, 2, 0), pay(&alice, 2, 10, 1, 1)];
         for tx in &sent {
             pool.add(tx.clone(), ours.state()).unwrap();
@@ -903,6 +920,97 @@ mod tests {
         pool.on_tip_change(&accepted.tip_change.unwrap(), ours.state());
         assert!(pool.is_empty());
         assert_eq!(ours.state().next_nonce(&addr(&alice)), 2);
+    }
+
+    #[test]
+    fn a_transfer_signed_for_another_network_is_a_bad_signature_in_the_mempool_and_in_a_block() {
+        use crate::ledger::block::BlockError;
+        use crate::ledger::chain::Chain;
+        use crate::ledger::params::{NetworkParams, GENESIS_TIMESTAMP_MS};
+        let ours = NetworkParams::for_tests("mempool-test", 0);
+        let theirs = NetworkParams::for_tests("another-network", 0);
+        let now = GENESIS_TIMESTAMP_MS + 1_000_000;
+        let alice = key(1);
+        let mut chain = Chain::new(ours.clone());
+        let funding = chain.block_template(addr(&alice), vec![], now);
+        chain.accept_block(funding, now).unwrap();
+        let replayed =
+            Transaction::sign_transfer(&alice, &theirs.network_id(), Address([2; 20]), 5, 1, 0);
+        let mut pool = Mempool::new(10, ours.network_id());
+        assert_eq!(
+            pool.add(replayed.clone(), chain.state()),
+            Err(MempoolError::BadSignature)
+        );
+        let block = chain.block_template(addr(&alice), vec![replayed], now + 1);
+        assert_eq!(
+            chain.accept_block(block, now + 1).err(),
+            Some(BlockError::Transaction {
+                index: 1,
+                source: TxError::BadSignature
+            })
+        );
+        // The same transfer signed for our network goes through both.
+        let honest = pay(&alice, 2, 5, 1, 0);
+        assert!(pool.add(honest.clone(), chain.state()).is_ok());
+        let block = chain.block_template(addr(&alice), vec![honest], now + 2);
+        assert!(chain.accept_block(block, now + 2).is_ok());
+    }
+
+    #[test]
+    fn the_mempool_and_a_block_agree_on_the_memo_and_zero_amount_rules() {
+        let a = key(1);
+        let ledger = Ledger::funding(&[&a]);
+        let long = vec![b'x'; crate::ledger::MAX_MEMO_BYTES + 1];
+        let cases: Vec<(u64, Vec<u8>, Result<(), TxError>)> = vec![
+            (5, Vec::new(), Ok(())),
+            (5, b"rent".to_vec(), Ok(())),
+            (0, b"a post".to_vec(), Ok(())),
+            (0, vec![b'x'; crate::ledger::MAX_MEMO_BYTES], Ok(())),
+            (0, Vec::new(), Err(TxError::ZeroAmount)),
+            (
+                5,
+                long,
+                Err(TxError::MemoTooLong {
+                    len: crate::ledger::MAX_MEMO_BYTES + 1,
+                    max: crate::ledger::MAX_MEMO_BYTES,
+                }),
+            ),
+            (0, vec![0xc3, 0x28], Err(TxError::MemoNotUtf8)),
+        ];
+        for (amount, memo, expected) in cases {
+            let tx = Transaction::sign_transfer_with_memo(
+                &a,
+                &net(),
+                Address([2; 20]),
+                amount,
+                1,
+                0,
+                memo,
+            );
+            let mut pool = Mempool::new(10, net());
+            let pooled = pool.add(tx.clone(), &ledger.state).map(|_| ());
+            let block = ledger.block_on_tip(Address([7; 20]), vec![tx]);
+            let mut state = ledger.state.clone();
+            let applied = state.apply_block(&block, REWARD);
+            match expected {
+                Ok(()) => {
+                    assert_eq!(pooled, Ok(()), "amount {amount}");
+                    assert_eq!(applied, Ok(()), "amount {amount}");
+                    // Even a post of zero coins pays its fee.
+                    assert_eq!(state.balance(&addr(&a)), REWARD - amount - 1);
+                }
+                Err(rule) => {
+                    assert_eq!(pooled, Err(MempoolError::Invalid(rule)));
+                    assert_eq!(
+                        applied,
+                        Err(crate::ledger::block::BlockError::Transaction {
+                            index: 1,
+                            source: rule
+                        })
+                    );
+                }
+            }
+        }
     }
 
     // ---- property tests ----
@@ -969,7 +1077,7 @@ mod tests {
             prop_assert!(senders_state(pool, state, sender).is_ok());
         }
         for tx in &all {
-            prop_assert!(tx.verify_signature().is_ok());
+            prop_assert!(tx.verify_signature(&net()).is_ok());
         }
         // Every template, whatever its limits, applies to the state as a block.
         let one = all.first().map_or(1, Transaction::encoded_len);
@@ -1024,7 +1132,7 @@ mod tests {
         let refs: Vec<&SigningKey> = keys.iter().collect();
         let mut ledger = Ledger::funding(&refs);
         let base = ledger.blocks.len();
-        let mut pool = Mempool::new(capacity);
+        let mut pool = Mempool::new(capacity, net());
         for op in ops {
             match op {
                 Op::Add {
@@ -1085,7 +1193,7 @@ mod tests {
                             removed.push(b);
                         }
                     }
-                    let mut scratch = Mempool::new(1000);
+                    let mut scratch = Mempool::new(1000, net());
                     if let Some(s) = double_spend {
                         let k = &keys[s];
                         let n = fork.state.next_nonce(&addr(k));

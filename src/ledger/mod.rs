@@ -32,9 +32,9 @@ pub mod transaction;
 
 pub use block::{Block, BlockError, BlockHeader, CheckedBlock};
 pub use chain::{Accepted, Chain, Placement, TipChange};
-pub use hash::{Address, BlockHash, TxId};
+pub use hash::{Address, BlockHash, NetworkId, TxId};
 pub use mempool::{Mempool, MempoolError};
 pub use params::NetworkParams;
 pub use state::State;
 pub use store::{Store, StoreError};
-pub use transaction::{PublicKey, Transaction, TxError};
+pub use transaction::{PublicKey, Transaction, TxError, MAX_MEMO_BYTES};

@@ -93,7 +93,9 @@ impl State {
     /// sender (amount plus fee). This is the one place the transfer rules are written: blocks
     /// apply transfers through it with nothing pending, the mempool admits them through it.
     ///
-    /// The rules, in order: a positive amount; amount plus fee fits in 64 bits; the nonce is the
+    /// The rules, in order: the transfer's own form ([`Transfer::check_form`]: a memo of at most
+    /// [`MAX_MEMO_BYTES`](super::transaction::MAX_MEMO_BYTES) bytes of UTF-8, a positive amount
+    /// unless the memo is non-empty); amount plus fee fits in 64 bits; the nonce is the
     /// sender's next one counting the pending transfers; the sender's balance less what the
     /// pending transfers spend covers amount plus fee; the receiver's balance (if it is not
     /// the sender) can take the amount.
@@ -101,9 +103,7 @@ impl State {
     /// # Errors
     /// The [`TxError`] of the first rule broken.
     pub fn check_transfer_after(&self, t: &Transfer, pending: Pending) -> Result<u64, TxError> {
-        if t.amount == 0 {
-            return Err(TxError::ZeroAmount);
-        }
+        t.check_form()?;
         let needed = t.amount.checked_add(t.fee).ok_or(TxError::Overflow)?;
         let from = t.from.address();
         let sender = self.account(&from);
@@ -222,6 +222,11 @@ mod tests {
     use crate::ledger::hash::{BlockHash, TxRoot};
     use ed25519_dalek::SigningKey;
 
+    /// Any network: the state does not check signatures.
+    fn net() -> crate::ledger::hash::NetworkId {
+        crate::ledger::hash::NetworkId(BlockHash([9; 32]))
+    }
+
     fn block(txs: Vec<Transaction>) -> Block {
         let ids: Vec<_> = txs.iter().map(Transaction::compute_txid).collect();
         Block {
@@ -253,8 +258,8 @@ mod tests {
         let before = s.clone();
         let b = block(vec![
             Transaction::coinbase(2, bob, 52),
-            Transaction::sign_transfer(&alice, bob, 10, 2, 0),
-            Transaction::sign_transfer(&alice, bob, 5, 0, 1),
+            Transaction::sign_transfer(&alice, &net(), bob, 10, 2, 0),
+            Transaction::sign_transfer(&alice, &net(), bob, 5, 0, 1),
         ]);
         s.apply_block(&b, 50).unwrap();
         assert_eq!(s.balance(&alice_addr), 33);
@@ -275,8 +280,8 @@ mod tests {
         let before = s.clone();
         let b = block(vec![
             Transaction::coinbase(2, alice_addr, 50),
-            Transaction::sign_transfer(&alice, Address([2; 20]), 60, 0, 0),
-            Transaction::sign_transfer(&alice, Address([2; 20]), 500, 0, 1),
+            Transaction::sign_transfer(&alice, &net(), Address([2; 20]), 60, 0, 0),
+            Transaction::sign_transfer(&alice, &net(), Address([2; 20]), 500, 0, 1),
         ]);
         assert_eq!(
             s.apply_block(&b, 50),
@@ -308,7 +313,7 @@ mod tests {
             .unwrap();
         let b = block(vec![
             Transaction::coinbase(2, alice_addr, 50),
-            Transaction::sign_transfer(&alice, Address([2; 20]), 1, 0, 5),
+            Transaction::sign_transfer(&alice, &net(), Address([2; 20]), 1, 0, 5),
         ]);
         assert_eq!(
             s.apply_block(&b, 50),
@@ -331,7 +336,7 @@ mod tests {
         s.apply_block(&block(vec![Transaction::coinbase(1, alice_addr, 50)]), 50)
             .unwrap();
         let pay = |amount, nonce| {
-            Transaction::sign_transfer(&alice, Address([2; 20]), amount, 1, nonce)
+            Transaction::sign_transfer(&alice, &net(), Address([2; 20]), amount, 1, nonce)
                 .transfer()
                 .cloned()
                 .unwrap()
@@ -361,7 +366,73 @@ mod tests {
         assert_eq!(
             s.check_transfer(&pay(0, 0)),
             Err(TxError::ZeroAmount),
-            "zero amounts are refused before anything else"
+            "a zero amount without a memo is refused before nonce and funds"
         );
+    }
+
+    #[test]
+    fn a_zero_amount_post_pays_its_fee_advances_the_nonce_and_undoes_exactly() {
+        let alice = SigningKey::from_bytes(&[1; 32]);
+        let alice_addr =
+            crate::ledger::transaction::PublicKey(alice.verifying_key().to_bytes()).address();
+        let mut s = State::new();
+        s.apply_block(&block(vec![Transaction::coinbase(1, alice_addr, 50)]), 50)
+            .unwrap();
+        let before = s.clone();
+        let post = Transaction::sign_transfer_with_memo(
+            &alice,
+            &net(),
+            alice_addr,
+            0,
+            2,
+            0,
+            br#"{"author":"ada","content":"hi"}"#.to_vec(),
+        );
+        let b = block(vec![Transaction::coinbase(2, Address([3; 20]), 52), post]);
+        s.apply_block(&b, 50).unwrap();
+        assert_eq!(s.balance(&alice_addr), 48);
+        assert_eq!(s.next_nonce(&alice_addr), 1);
+        s.undo_block(&b);
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn a_block_with_a_bad_memo_is_refused_by_the_memo_rule_and_leaves_the_state_unchanged() {
+        let alice = SigningKey::from_bytes(&[1; 32]);
+        let alice_addr =
+            crate::ledger::transaction::PublicKey(alice.verifying_key().to_bytes()).address();
+        let mut s = State::new();
+        s.apply_block(&block(vec![Transaction::coinbase(1, alice_addr, 50)]), 50)
+            .unwrap();
+        let before = s.clone();
+        let memo = |memo: Vec<u8>, nonce| {
+            Transaction::sign_transfer_with_memo(
+                &alice,
+                &net(),
+                Address([2; 20]),
+                1,
+                0,
+                nonce,
+                memo,
+            )
+        };
+        for (bad, rule) in [
+            (vec![b'm'; 257], TxError::MemoTooLong { len: 257, max: 256 }),
+            (vec![b'o', 0x80], TxError::MemoNotUtf8),
+        ] {
+            let b = block(vec![
+                Transaction::coinbase(2, alice_addr, 50),
+                memo(b"fine".to_vec(), 0),
+                memo(bad, 1),
+            ]);
+            assert_eq!(
+                s.apply_block(&b, 50),
+                Err(BlockError::Transaction {
+                    index: 2,
+                    source: rule
+                })
+            );
+            assert_eq!(s, before);
+        }
     }
 }

@@ -986,6 +986,7 @@ mod tests {
         let transfers = if state.balance(&from) >= 3 {
             vec![Transaction::sign_transfer(
                 payer,
+                &chain.genesis_hash().into(),
                 Address([to; 20]),
                 2,
                 1,

@@ -1,21 +1,33 @@
 //! Transactions: account transfers signed with ed25519, and the one coinbase per block.
 //!
-//! A transfer's txid is the SHA-256 of the canonical encoding of its [`TxBody`], and its
-//! signature is over those same bytes, so the id commits to everything the sender signed. The
-//! coinbase is unsigned; it carries its block's height so that two coinbases never share an id.
+//! A transfer's txid is the SHA-256 of the canonical encoding of its [`TxBody`] (memo
+//! included). Its signature is over those same bytes prefixed with [`TRANSFER_DOMAIN`] and the
+//! network's genesis hash ([`NetworkId`]), so a transfer signed for one network never verifies
+//! on another; the txid does not include the network, which every transaction of a chain
+//! shares. The coinbase is unsigned; it carries its block's height so that two coinbases never
+//! share an id.
 //!
-//! Rule kept: one signature rule, ZIP-215 (as implemented by `ed25519-zebra`), for a
+//! Rules kept: one signature rule, ZIP-215 (as implemented by `ed25519-zebra`), for a
 //! transfer checked alone ([`Transaction::verify_signature`], the mempool) and for a block's
 //! transfers checked as a batch ([`verify_batch`]): both accept exactly the same signatures,
 //! so a transfer the mempool takes is never refused in a block, and the reverse. Signing uses
-//! `ed25519-dalek`: signatures are standard RFC 8032 ones, which ZIP-215 accepts.
+//! `ed25519-dalek`: signatures are standard RFC 8032 ones, which ZIP-215 accepts. The rules a
+//! transfer keeps on its own (its memo, a zero amount only with a memo) are
+//! [`Transfer::check_form`], which the state's one transfer rule calls first.
 
 use bincode::{Decode, Encode};
 use ed25519_dalek::{Signer, SigningKey};
 use ed25519_zebra::{batch, VerificationKey, VerificationKeyBytes};
 
 use super::encode::{encode, encoded_size};
-use super::hash::{sha256, Address, TxId};
+use super::hash::{sha256, Address, NetworkId, TxId};
+
+/// Longest memo a transfer may carry, in bytes of UTF-8 (a consensus rule).
+pub const MAX_MEMO_BYTES: usize = 256;
+
+/// The bytes every transfer signature starts with, before the genesis hash: they keep a
+/// transfer signature from ever being taken for anything else the same key signs.
+pub const TRANSFER_DOMAIN: &[u8; 20] = b"gossipchain transfer";
 
 /// An ed25519 public key: who sends a transfer and who must have signed it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
@@ -48,7 +60,7 @@ impl std::fmt::Debug for PublicKey {
     }
 }
 
-/// An ed25519 signature over a transfer's body bytes.
+/// An ed25519 signature over a transfer's signed message ([`Transfer::signing_message`]).
 #[derive(Clone, Copy, PartialEq, Eq, Encode, Decode)]
 pub struct Signature(pub [u8; 64]);
 
@@ -71,6 +83,52 @@ pub struct Transfer {
     pub fee: u64,
     /// The sender's count of earlier transfers: orders them and makes replays invalid.
     pub nonce: u64,
+    /// Up to [`MAX_MEMO_BYTES`] of UTF-8 the sender signs with the transfer (a post, a note);
+    /// empty for none.
+    pub memo: Vec<u8>,
+}
+
+impl Transfer {
+    /// What the sender's key signs: [`TRANSFER_DOMAIN`] ‖ the network's genesis hash ‖
+    /// `encode(TxBody::Transfer(self))`.
+    pub fn signing_message(&self, network: &NetworkId) -> Vec<u8> {
+        let body = encode(&TxBody::Transfer(self.clone()));
+        let mut message = Vec::with_capacity(TRANSFER_DOMAIN.len() + 32 + body.len());
+        message.extend_from_slice(TRANSFER_DOMAIN);
+        message.extend_from_slice(network.0.as_bytes());
+        message.extend_from_slice(&body);
+        message
+    }
+
+    /// The memo as text, if it has one (it is UTF-8 in every valid transfer).
+    pub fn memo_text(&self) -> Option<&str> {
+        if self.memo.is_empty() {
+            None
+        } else {
+            std::str::from_utf8(&self.memo).ok()
+        }
+    }
+
+    /// The rules a transfer keeps on its own, in order: a memo of at most
+    /// [`MAX_MEMO_BYTES`], valid UTF-8, and a positive amount unless the memo is non-empty.
+    ///
+    /// # Errors
+    /// [`TxError::MemoTooLong`], [`TxError::MemoNotUtf8`] or [`TxError::ZeroAmount`].
+    pub fn check_form(&self) -> Result<(), TxError> {
+        if self.memo.len() > MAX_MEMO_BYTES {
+            return Err(TxError::MemoTooLong {
+                len: self.memo.len(),
+                max: MAX_MEMO_BYTES,
+            });
+        }
+        if std::str::from_utf8(&self.memo).is_err() {
+            return Err(TxError::MemoNotUtf8);
+        }
+        if self.amount == 0 && self.memo.is_empty() {
+            return Err(TxError::ZeroAmount);
+        }
+        Ok(())
+    }
 }
 
 /// The block reward, paid by the first transaction of each block.
@@ -84,20 +142,14 @@ pub struct Coinbase {
     pub amount: u64,
 }
 
-/// What a txid hashes and a signature signs: the transaction without its signature.
+/// What a txid hashes (and, after the domain and the network, a signature signs): the
+/// transaction without its signature.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum TxBody {
     /// Variant index 0.
     Coinbase(Coinbase),
     /// Variant index 1.
     Transfer(Transfer),
-}
-
-impl TxBody {
-    /// The canonical bytes that are hashed into the txid and signed by the sender.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        encode(self)
-    }
 }
 
 /// A transaction as carried in blocks, the mempool and gossip.
@@ -109,23 +161,45 @@ pub enum Transaction {
     Transfer {
         /// What was signed.
         body: Transfer,
-        /// The sender's signature over `TxBody::Transfer(body)`'s bytes.
+        /// The sender's signature over [`Transfer::signing_message`] on its network.
         signature: Signature,
     },
 }
 
 impl Transaction {
-    /// Signs a transfer with the sender's key, the only way user code makes a valid transfer.
-    pub fn sign_transfer(key: &SigningKey, to: Address, amount: u64, fee: u64, nonce: u64) -> Self {
+    /// Signs a transfer without a memo for `network`, the way user code makes a valid
+    /// transfer.
+    pub fn sign_transfer(
+        key: &SigningKey,
+        network: &NetworkId,
+        to: Address,
+        amount: u64,
+        fee: u64,
+        nonce: u64,
+    ) -> Self {
+        Self::sign_transfer_with_memo(key, network, to, amount, fee, nonce, Vec::new())
+    }
+
+    /// Signs a transfer carrying `memo` for `network` (the memo rules are checked by the
+    /// mempool and blocks, not here).
+    pub fn sign_transfer_with_memo(
+        key: &SigningKey,
+        network: &NetworkId,
+        to: Address,
+        amount: u64,
+        fee: u64,
+        nonce: u64,
+        memo: Vec<u8>,
+    ) -> Self {
         let body = Transfer {
             from: PublicKey(key.verifying_key().to_bytes()),
             to,
             amount,
             fee,
             nonce,
+            memo,
         };
-        let bytes = TxBody::Transfer(body.clone()).signing_bytes();
-        let signature = Signature(key.sign(&bytes).to_bytes());
+        let signature = Signature(key.sign(&body.signing_message(network)).to_bytes());
         Transaction::Transfer { body, signature }
     }
 
@@ -142,14 +216,9 @@ impl Transaction {
         }
     }
 
-    /// The bytes hashed into the txid and covered by the signature.
-    pub fn signing_bytes(&self) -> Vec<u8> {
-        self.body().signing_bytes()
-    }
-
-    /// SHA-256 of the signing bytes: the transaction's identity.
+    /// SHA-256 of `encode(TxBody)` (memo included, network not): the transaction's identity.
     pub fn compute_txid(&self) -> TxId {
-        TxId(sha256(&self.signing_bytes()))
+        TxId(sha256(&encode(&self.body())))
     }
 
     /// True for the block reward transaction.
@@ -191,18 +260,24 @@ impl Transaction {
         self.transfer().map(|t| t.from.address())
     }
 
-    /// Checks one transfer's signature on its own under the ZIP-215 rule (the mempool path;
-    /// blocks verify in batches, under the same rule).
+    /// The transfer's memo as text, or `None` for a coinbase or an empty memo.
+    pub fn memo_text(&self) -> Option<&str> {
+        self.transfer().and_then(Transfer::memo_text)
+    }
+
+    /// Checks one transfer's signature for `network` on its own under the ZIP-215 rule (the
+    /// mempool path; blocks verify in batches, under the same rule).
     ///
     /// # Errors
-    /// [`SignatureError`] when the key is not a valid point or the signature does not verify.
-    pub fn verify_signature(&self) -> Result<(), SignatureError> {
+    /// [`SignatureError`] when the key is not a valid point or the signature does not verify
+    /// (as when the transfer was signed for another network).
+    pub fn verify_signature(&self, network: &NetworkId) -> Result<(), SignatureError> {
         match self {
             Transaction::Coinbase(_) => Err(SignatureError::Coinbase),
             Transaction::Transfer { body, signature } => {
                 let key = body.from.verification_key().ok_or(SignatureError::BadKey)?;
                 let sig = ed25519_zebra::Signature::from(signature.0);
-                key.verify(&sig, &TxBody::Transfer(body.clone()).signing_bytes())
+                key.verify(&sig, &body.signing_message(network))
                     .map_err(|_| SignatureError::Invalid)
             }
         }
@@ -214,20 +289,20 @@ impl Transaction {
     }
 }
 
-/// Verifies the signatures of many transfers at once, under the same ZIP-215 rule as
-/// [`Transaction::verify_signature`] and accepting exactly the same signatures, faster than
-/// one by one.
+/// Verifies the signatures of many transfers for `network` at once, under the same ZIP-215
+/// rule as [`Transaction::verify_signature`] and accepting exactly the same signatures, faster
+/// than one by one.
 ///
 /// # Errors
 /// [`SignatureError`] if any transfer's key or signature is bad; then the caller can check one
 /// by one to find which.
-pub fn verify_batch(txs: &[&Transaction]) -> Result<(), SignatureError> {
+pub fn verify_batch(txs: &[&Transaction], network: &NetworkId) -> Result<(), SignatureError> {
     let mut verifier = batch::Verifier::new();
     for tx in txs {
         match tx {
             Transaction::Coinbase(_) => return Err(SignatureError::Coinbase),
             Transaction::Transfer { body, signature } => {
-                let message = TxBody::Transfer(body.clone()).signing_bytes();
+                let message = body.signing_message(network);
                 verifier.queue((
                     VerificationKeyBytes::from(body.from.0),
                     ed25519_zebra::Signature::from(signature.0),
@@ -275,9 +350,20 @@ pub enum TxError {
         /// Amount plus fee.
         needed: u64,
     },
-    /// A transfer of zero coins.
-    #[error("amount must be positive")]
+    /// A transfer of zero coins without a memo (a zero amount is allowed only with one).
+    #[error("amount must be positive unless the transfer carries a memo")]
     ZeroAmount,
+    /// A memo over [`MAX_MEMO_BYTES`].
+    #[error("memo of {len} bytes is over the cap of {max}")]
+    MemoTooLong {
+        /// The memo's length in bytes.
+        len: usize,
+        /// [`MAX_MEMO_BYTES`].
+        max: usize,
+    },
+    /// A memo that is not valid UTF-8.
+    #[error("memo is not valid UTF-8")]
+    MemoNotUtf8,
     /// Amount plus fee, or the receiver's new balance, does not fit in 64 bits.
     #[error("amount overflows")]
     Overflow,
@@ -308,16 +394,21 @@ mod tests {
         SigningKey::from_bytes(&[seed; 32])
     }
 
+    /// The network the tests sign for: devnet.
+    fn net() -> NetworkId {
+        crate::ledger::params::NetworkParams::devnet().network_id()
+    }
+
     #[test]
     fn a_signed_transfer_verifies() {
-        let tx = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
-        assert_eq!(tx.verify_signature(), Ok(()));
-        assert_eq!(verify_batch(&[&tx]), Ok(()));
+        let tx = Transaction::sign_transfer(&key(1), &net(), Address([2; 20]), 10, 1, 0);
+        assert_eq!(tx.verify_signature(&net()), Ok(()));
+        assert_eq!(verify_batch(&[&tx], &net()), Ok(()));
     }
 
     #[test]
     fn changing_any_signed_field_breaks_the_signature() {
-        let tx = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
+        let tx = Transaction::sign_transfer(&key(1), &net(), Address([2; 20]), 10, 1, 0);
         let Transaction::Transfer { body, signature } = tx else {
             unreachable!()
         };
@@ -342,18 +433,22 @@ mod tests {
                 from: PublicKey(key(9).verifying_key().to_bytes()),
                 ..body.clone()
             },
+            Transfer {
+                memo: b"hello".to_vec(),
+                ..body.clone()
+            },
         ];
         for m in mutations {
             let bad = Transaction::Transfer { body: m, signature };
-            assert_eq!(bad.verify_signature(), Err(SignatureError::Invalid));
-            assert_eq!(verify_batch(&[&bad]), Err(SignatureError::Invalid));
+            assert_eq!(bad.verify_signature(&net()), Err(SignatureError::Invalid));
+            assert_eq!(verify_batch(&[&bad], &net()), Err(SignatureError::Invalid));
         }
     }
 
     #[test]
     fn txid_covers_the_body_but_not_the_signature() {
-        let a = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
-        let b = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 1);
+        let a = Transaction::sign_transfer(&key(1), &net(), Address([2; 20]), 10, 1, 0);
+        let b = Transaction::sign_transfer(&key(1), &net(), Address([2; 20]), 10, 1, 1);
         assert_ne!(a.compute_txid(), b.compute_txid());
         let Transaction::Transfer { body, .. } = a.clone() else {
             unreachable!()
@@ -375,23 +470,47 @@ mod tests {
     #[test]
     fn transfer_encoding_matches_the_published_test_vector() {
         // proto-notes/encoding.md publishes these bytes; ed25519 signatures are deterministic.
-        let tx = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
+        assert_eq!(
+            net().0.to_hex(),
+            "6dd33e00c087a2abafb9cdba467a29050e6a4ba9d4c9418de163d697ceb1b149",
+            "the devnet genesis hash"
+        );
+        let tx = Transaction::sign_transfer(&key(1), &net(), Address([2; 20]), 10, 1, 0);
+        let body = concat!(
+            "01000000",
+            "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+            "0202020202020202020202020202020202020202",
+            "0a00000000000000",
+            "0100000000000000",
+            "0000000000000000",
+            "0000000000000000",
+        );
         assert_eq!(
             hex::encode(encode(&tx)),
-            concat!(
-                "01000000",
-                "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
-                "0202020202020202020202020202020202020202",
-                "0a00000000000000",
-                "0100000000000000",
-                "0000000000000000",
-                "c77051b763da0d9e787dd9cb0ee0a3df6512183d05c3825a09967b9fecb02494",
-                "44c3c57c1ebc89fb2c7df2c3ebb63c75fa6007e61b91d6b9f8a7009af2e0bd0d"
-            )
+            [
+                body,
+                "4da3ebc9e04bf84df093c1679685b43dc3ca548a87fcca412b802122d6ab1640",
+                "64a96140a4f0c7ad8e4229f87adb04569fd89ea029f25627a9a63964bdc34a02",
+            ]
+            .concat()
+        );
+        assert_eq!(encode(&tx).len(), 152);
+        assert_eq!(
+            hex::encode(
+                tx.transfer()
+                    .map(|t| t.signing_message(&net()))
+                    .unwrap_or_default()
+            ),
+            [
+                "676f73736970636861696e207472616e73666572",
+                "6dd33e00c087a2abafb9cdba467a29050e6a4ba9d4c9418de163d697ceb1b149",
+                body,
+            ]
+            .concat()
         );
         assert_eq!(
             tx.compute_txid().to_hex(),
-            "7d66852922647157c79a1013d5cc29b7fa0a7d367cc8733a56bada24589822e9"
+            "d0dec62f0c1b5ef5cb9f32b31db81da9ac1828500d074661685537306c61c517"
         );
         assert_eq!(
             PublicKey(key(1).verifying_key().to_bytes())
@@ -402,41 +521,155 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_amount_transfer_with_a_memo_matches_the_published_test_vector() {
+        let tx = Transaction::sign_transfer_with_memo(
+            &key(1),
+            &net(),
+            Address([2; 20]),
+            0,
+            1,
+            1,
+            b"hello".to_vec(),
+        );
+        assert_eq!(
+            hex::encode(encode(&tx)),
+            concat!(
+                "01000000",
+                "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c",
+                "0202020202020202020202020202020202020202",
+                "0000000000000000",
+                "0100000000000000",
+                "0100000000000000",
+                "0500000000000000",
+                "68656c6c6f",
+                "0db3ec7975d005db401245adcf6117e928a907de714ff75eb79fb34b17e42d74",
+                "576c3c9e7dff95552eb314437e67eed1aaaf6d04061b00389682a1304fa15000",
+            )
+        );
+        assert_eq!(encode(&tx).len(), 152 + 5);
+        assert_eq!(
+            tx.compute_txid().to_hex(),
+            "fca8e6ef978b234dc512fe5bf07db6830bc9854fdf68cc98c2dcb65b4cdb553d"
+        );
+        assert_eq!(tx.memo_text(), Some("hello"));
+        assert_eq!(tx.transfer().map(Transfer::check_form), Some(Ok(())));
+    }
+
+    #[test]
+    fn a_transfer_signed_for_one_network_is_a_bad_signature_on_another() {
+        let testnet = crate::ledger::params::NetworkParams::for_tests("testnet", 20).network_id();
+        assert_ne!(testnet, net());
+        let tx = Transaction::sign_transfer(&key(1), &net(), Address([2; 20]), 10, 1, 0);
+        assert_eq!(tx.verify_signature(&net()), Ok(()));
+        assert_eq!(tx.verify_signature(&testnet), Err(SignatureError::Invalid));
+        assert_eq!(verify_batch(&[&tx], &testnet), Err(SignatureError::Invalid));
+        let there = Transaction::sign_transfer(&key(1), &testnet, Address([2; 20]), 10, 1, 0);
+        assert_eq!(
+            there.compute_txid(),
+            tx.compute_txid(),
+            "the txid is the body's, the same on every network"
+        );
+        assert_eq!(
+            verify_batch(&[&there, &tx], &testnet),
+            Err(SignatureError::Invalid)
+        );
+    }
+
+    fn with_memo(amount: u64, memo: &[u8]) -> Transfer {
+        Transfer {
+            from: PublicKey(key(1).verifying_key().to_bytes()),
+            to: Address([2; 20]),
+            amount,
+            fee: 1,
+            nonce: 0,
+            memo: memo.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_memo_of_up_to_the_cap_in_utf8_is_allowed_and_a_longer_one_is_memo_too_long() {
+        assert_eq!(with_memo(1, &[]).check_form(), Ok(()));
+        assert_eq!(
+            with_memo(1, "é".repeat(128).as_bytes()).check_form(),
+            Ok(())
+        );
+        assert_eq!(
+            with_memo(1, &[b'a'; MAX_MEMO_BYTES + 1]).check_form(),
+            Err(TxError::MemoTooLong {
+                len: MAX_MEMO_BYTES + 1,
+                max: MAX_MEMO_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn a_memo_that_is_not_utf8_is_memo_not_utf8() {
+        assert_eq!(
+            with_memo(1, &[0xff, 0xfe]).check_form(),
+            Err(TxError::MemoNotUtf8)
+        );
+        // A character cut in half at the end is not UTF-8 either.
+        assert_eq!(
+            with_memo(1, &"é".as_bytes()[..1]).check_form(),
+            Err(TxError::MemoNotUtf8)
+        );
+        assert_eq!(with_memo(1, &[0xff]).memo_text(), None);
+    }
+
+    #[test]
+    fn a_zero_amount_is_allowed_only_with_a_memo() {
+        assert_eq!(with_memo(0, b"a post").check_form(), Ok(()));
+        assert_eq!(with_memo(0, &[]).check_form(), Err(TxError::ZeroAmount));
+        // The memo rules come first.
+        assert_eq!(
+            with_memo(0, &[0xff]).check_form(),
+            Err(TxError::MemoNotUtf8)
+        );
+        assert!(matches!(
+            with_memo(0, &[b'a'; 300]).check_form(),
+            Err(TxError::MemoTooLong { .. })
+        ));
+    }
+
+    #[test]
     fn a_signature_made_with_dalek_verifies_under_the_zip215_rule() {
         for seed in 1..=8 {
-            let tx = Transaction::sign_transfer(&key(seed), Address([seed; 20]), 7, 2, 3);
+            let tx = Transaction::sign_transfer(&key(seed), &net(), Address([seed; 20]), 7, 2, 3);
             let Transaction::Transfer { body, signature } = &tx else {
                 unreachable!()
             };
             // The same bytes pass dalek's own strict check: a standard signature.
             let dalek_key = ed25519_dalek::VerifyingKey::from_bytes(&body.from.0).unwrap();
-            let message = TxBody::Transfer(body.clone()).signing_bytes();
+            let message = body.signing_message(&net());
             let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
             assert!(dalek_key.verify_strict(&message, &sig).is_ok());
-            assert_eq!(tx.verify_signature(), Ok(()));
-            assert_eq!(verify_batch(&[&tx]), Ok(()));
+            assert_eq!(tx.verify_signature(&net()), Ok(()));
+            assert_eq!(verify_batch(&[&tx], &net()), Ok(()));
         }
     }
 
     #[test]
     fn a_batch_with_one_bad_signature_fails_and_the_single_check_names_the_same_one() {
         let mut txs: Vec<Transaction> = (1..=6)
-            .map(|n| Transaction::sign_transfer(&key(n), Address([2; 20]), 10, 1, 0))
+            .map(|n| Transaction::sign_transfer(&key(n), &net(), Address([2; 20]), 10, 1, 0))
             .collect();
         if let Transaction::Transfer { signature, .. } = &mut txs[3] {
             signature.0[40] ^= 0x10;
         }
         let refs: Vec<&Transaction> = txs.iter().collect();
-        assert_eq!(verify_batch(&refs), Err(SignatureError::Invalid));
-        let singles: Vec<bool> = txs.iter().map(|t| t.verify_signature().is_ok()).collect();
+        assert_eq!(verify_batch(&refs, &net()), Err(SignatureError::Invalid));
+        let singles: Vec<bool> = txs
+            .iter()
+            .map(|t| t.verify_signature(&net()).is_ok())
+            .collect();
         assert_eq!(singles, [true, true, true, false, true, true]);
         let without: Vec<&Transaction> = txs.iter().take(3).collect();
-        assert_eq!(verify_batch(&without), Ok(()));
+        assert_eq!(verify_batch(&without, &net()), Ok(()));
     }
 
     #[test]
     fn a_key_that_is_not_a_curve_point_is_a_bad_key_alone_and_in_a_batch() {
-        let tx = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
+        let tx = Transaction::sign_transfer(&key(1), &net(), Address([2; 20]), 10, 1, 0);
         let Transaction::Transfer {
             mut body,
             signature,
@@ -449,8 +682,8 @@ mod tests {
         bytes[0] = 2;
         body.from = PublicKey(bytes);
         let bad = Transaction::Transfer { body, signature };
-        assert_eq!(bad.verify_signature(), Err(SignatureError::BadKey));
-        assert_eq!(verify_batch(&[&bad]), Err(SignatureError::BadKey));
+        assert_eq!(bad.verify_signature(&net()), Err(SignatureError::BadKey));
+        assert_eq!(verify_batch(&[&bad], &net()), Err(SignatureError::BadKey));
     }
 
     /// Signatures built by hand, to reach the edge cases where ed25519 verifiers differ.
@@ -490,12 +723,9 @@ mod tests {
                 amount: 10,
                 fee: 1,
                 nonce: 0,
+                memo: Vec::new(),
             };
-            let k = challenge(
-                &r_bytes,
-                &a_bytes,
-                &TxBody::Transfer(body.clone()).signing_bytes(),
-            );
+            let k = challenge(&r_bytes, &a_bytes, &body.signing_message(&net()));
             let s = r + k * a;
             let mut sig = [0u8; 64];
             sig[..32].copy_from_slice(&r_bytes);
@@ -513,7 +743,7 @@ mod tests {
             };
             let key = ed25519_dalek::VerifyingKey::from_bytes(&body.from.0).unwrap();
             let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-            let message = TxBody::Transfer(body.clone()).signing_bytes();
+            let message = body.signing_message(&net());
             let single = ed25519_dalek::Verifier::verify(&key, &message, &sig).is_ok();
             let batch = ed25519_dalek::verify_batch(&[&message], &[sig], &[key]).is_ok();
             (single, batch)
@@ -530,8 +760,8 @@ mod tests {
                 (false, true),
                 "the old single check refused what the old batch accepted"
             );
-            assert_eq!(tx.verify_signature(), Ok(()));
-            assert_eq!(verify_batch(&[&tx]), Ok(()));
+            assert_eq!(tx.verify_signature(&net()), Ok(()));
+            assert_eq!(verify_batch(&[&tx], &net()), Ok(()));
         }
 
         #[test]
@@ -550,10 +780,10 @@ mod tests {
                 })
                 .find(|tx| !dalek_single_and_batch(tx).0)
                 .unwrap();
-            assert_eq!(tx.verify_signature(), Ok(()));
-            assert_eq!(verify_batch(&[&tx]), Ok(()));
-            let ordinary = Transaction::sign_transfer(&key(1), Address([2; 20]), 10, 1, 0);
-            assert_eq!(verify_batch(&[&ordinary, &tx]), Ok(()));
+            assert_eq!(tx.verify_signature(&net()), Ok(()));
+            assert_eq!(verify_batch(&[&tx], &net()), Ok(()));
+            let ordinary = Transaction::sign_transfer(&key(1), &net(), Address([2; 20]), 10, 1, 0);
+            assert_eq!(verify_batch(&[&ordinary, &tx], &net()), Ok(()));
         }
 
         proptest::proptest! {
@@ -570,12 +800,12 @@ mod tests {
                     let a_bytes = (ED25519_BASEPOINT_POINT * a).compress().to_bytes();
                     hand_signed(a_bytes, a, Scalar::ZERO, NON_CANONICAL_IDENTITY)
                 } else {
-                    Transaction::sign_transfer(&key(5), Address([2; 20]), 10, 1, 0)
+                    Transaction::sign_transfer(&key(5), &net(), Address([2; 20]), 10, 1, 0)
                 };
                 if let Transaction::Transfer { signature, .. } = &mut tx {
                     signature.0[which] ^= flip;
                 }
-                proptest::prop_assert_eq!(tx.verify_signature().is_ok(), verify_batch(&[&tx]).is_ok());
+                proptest::prop_assert_eq!(tx.verify_signature(&net()).is_ok(), verify_batch(&[&tx], &net()).is_ok());
             }
         }
     }

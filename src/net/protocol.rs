@@ -393,7 +393,16 @@ mod tests {
     fn transfers(count: usize) -> Vec<Transaction> {
         let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
         (0..count as u64)
-            .map(|nonce| Transaction::sign_transfer(&key, Address([5; 20]), 10, nonce % 7, nonce))
+            .map(|nonce| {
+                Transaction::sign_transfer(
+                    &key,
+                    &crate::ledger::BlockHash::ZERO.into(),
+                    Address([5; 20]),
+                    10,
+                    nonce % 7,
+                    nonce,
+                )
+            })
             .collect()
     }
 
@@ -424,8 +433,9 @@ mod tests {
         let response = encode(&SyncResponse::Mempool(txs.clone()));
         assert_eq!(&response[..4], &[2, 0, 0, 0]);
         assert_eq!(&response[4..12], &2u64.to_le_bytes());
-        assert_eq!(response[12..].len(), 2 * 144);
-        assert_eq!(&response[12..12 + 144], &encode(&txs[0])[..]);
+        // A transfer without a memo is 152 bytes (encoding.md).
+        assert_eq!(response[12..].len(), 2 * 152);
+        assert_eq!(&response[12..12 + 152], &encode(&txs[0])[..]);
         // The older variants keep their tags.
         let get_blocks = SyncRequest::GetBlocks {
             locator: Vec::new(),

@@ -10,10 +10,11 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::event::Post;
 use super::event::{
     BalanceView, BlockView, ChainPage, Event, MineView, PeerView, ResolveView, StatusView, TxView,
 };
-use crate::ledger::{Address, BlockHash, MempoolError, TxId};
+use crate::ledger::{Address, BlockHash, MempoolError, TxId, MAX_MEMO_BYTES};
 
 /// Most blocks one `mine` may ask for: a larger count would keep the miner busy for hours.
 pub const MAX_MINE_COUNT: u64 = 100_000;
@@ -66,6 +67,17 @@ pub enum CommandError {
     /// Too many [`Command::ResolvePeers`] wait already.
     #[error("too many status rounds with the peers are waiting")]
     ResolveBusy,
+    /// A memo (or a post's JSON memo) over [`MAX_MEMO_BYTES`], refused before signing.
+    #[error("memo of {len} bytes is over the cap of {max} bytes")]
+    MemoTooLong {
+        /// The memo's length in bytes.
+        len: usize,
+        /// [`MAX_MEMO_BYTES`].
+        max: usize,
+    },
+    /// A post without an author or without content.
+    #[error("a post needs a non-empty {0}")]
+    EmptyPostField(&'static str),
 }
 
 /// A request to the node's event loop.
@@ -83,6 +95,8 @@ pub enum Command {
         amount: u64,
         /// Fee.
         fee: u64,
+        /// Memo, empty for none (at most [`MAX_MEMO_BYTES`], checked by the handle).
+        memo: String,
         /// The new transaction's id.
         reply: Reply<TxId>,
     },
@@ -194,7 +208,7 @@ impl NodeHandle {
         self.ask(Command::Peers).await
     }
 
-    /// See [`Command::SubmitTransfer`].
+    /// See [`Command::SubmitTransfer`]; a transfer without a memo.
     ///
     /// # Errors
     /// [`CommandError::Mempool`] naming the broken rule.
@@ -204,13 +218,75 @@ impl NodeHandle {
         amount: u64,
         fee: u64,
     ) -> Result<TxId, CommandError> {
+        self.submit_transfer_with_memo(to, amount, fee, String::new())
+            .await
+    }
+
+    /// See [`Command::SubmitTransfer`]; `memo` (empty for none) must be at most
+    /// [`MAX_MEMO_BYTES`] bytes. A zero `amount` needs a non-empty memo (the mempool says so).
+    ///
+    /// # Errors
+    /// [`CommandError::MemoTooLong`], or [`CommandError::Mempool`] naming the broken rule.
+    pub async fn submit_transfer_with_memo(
+        &self,
+        to: Address,
+        amount: u64,
+        fee: u64,
+        memo: String,
+    ) -> Result<TxId, CommandError> {
+        if memo.len() > MAX_MEMO_BYTES {
+            return Err(CommandError::MemoTooLong {
+                len: memo.len(),
+                max: MAX_MEMO_BYTES,
+            });
+        }
         self.ask(|reply| Command::SubmitTransfer {
             to,
             amount,
             fee,
+            memo,
             reply,
         })
         .await
+    }
+
+    /// Records a post as the second tutorial does: a zero-amount transfer from this node's
+    /// account to itself paying `fee`, whose memo is the [`Post`] stamped with the local clock.
+    /// Author and content must be non-empty and the post's memo at most [`MAX_MEMO_BYTES`].
+    ///
+    /// # Errors
+    /// [`CommandError::EmptyPostField`], [`CommandError::MemoTooLong`], or
+    /// [`CommandError::Mempool`] naming the broken rule.
+    pub async fn post(
+        &self,
+        author: &str,
+        content: &str,
+        fee: u64,
+    ) -> Result<(TxId, Post), CommandError> {
+        if author.trim().is_empty() {
+            return Err(CommandError::EmptyPostField("author"));
+        }
+        if content.trim().is_empty() {
+            return Err(CommandError::EmptyPostField("content"));
+        }
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let post = Post {
+            author: author.to_string(),
+            content: content.to_string(),
+            timestamp,
+        };
+        let memo = post.to_memo();
+        if memo.len() > MAX_MEMO_BYTES {
+            return Err(CommandError::MemoTooLong {
+                len: memo.len(),
+                max: MAX_MEMO_BYTES,
+            });
+        }
+        let own = self.status().await?.address;
+        let txid = self.submit_transfer_with_memo(own, 0, fee, memo).await?;
+        Ok((txid, post))
     }
 
     /// See [`Command::Mine`]; `count` must be 1 to [`MAX_MINE_COUNT`].
@@ -334,6 +410,56 @@ mod tests {
             );
         }
         assert!(queue.try_recv().is_err(), "nothing reached the node");
+    }
+
+    #[tokio::test]
+    async fn a_memo_over_the_cap_and_an_empty_post_are_refused_by_the_handle_before_the_node_sees_it(
+    ) {
+        let (commands, mut queue) = mpsc::channel(4);
+        let (events, _) = broadcast::channel(4);
+        let handle = NodeHandle::new(commands, events);
+        let long = "é".repeat(MAX_MEMO_BYTES / 2 + 1);
+        assert_eq!(
+            handle
+                .submit_transfer_with_memo(Address([1; 20]), 1, 0, long)
+                .await,
+            Err(CommandError::MemoTooLong {
+                len: MAX_MEMO_BYTES + 2,
+                max: MAX_MEMO_BYTES
+            })
+        );
+        assert_eq!(
+            handle.post(" ", "hello", 0).await,
+            Err(CommandError::EmptyPostField("author"))
+        );
+        assert_eq!(
+            handle.post("ada", "", 0).await,
+            Err(CommandError::EmptyPostField("content"))
+        );
+        assert!(matches!(
+            handle.post("ada", &"x".repeat(MAX_MEMO_BYTES), 0).await,
+            Err(CommandError::MemoTooLong { .. })
+        ));
+        assert!(queue.try_recv().is_err(), "nothing reached the node");
+    }
+
+    #[tokio::test]
+    async fn a_memo_of_exactly_the_cap_reaches_the_node() {
+        let (commands, mut queue) = mpsc::channel(4);
+        let (events, _) = broadcast::channel(4);
+        let handle = NodeHandle::new(commands, events);
+        let memo = "m".repeat(MAX_MEMO_BYTES);
+        let sending = tokio::spawn(async move {
+            handle
+                .submit_transfer_with_memo(Address([1; 20]), 0, 1, memo)
+                .await
+        });
+        let Some(Command::SubmitTransfer { memo, amount, .. }) = queue.recv().await else {
+            panic!("expected a transfer");
+        };
+        assert_eq!((memo.len(), amount), (MAX_MEMO_BYTES, 0));
+        drop(queue);
+        assert!(sending.await.is_ok());
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! Every type here serialises to the JSON contract of the console (field names are part of it):
 //! hashes, txids and addresses as lowercase hex strings, amounts and heights as integers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ledger::{Address, Block, BlockHash, Transaction, TxId};
 
@@ -98,6 +98,9 @@ pub struct TxView {
     pub nonce: u64,
     /// True for the block reward.
     pub coinbase: bool,
+    /// The transfer's memo, if it carries one (absent from the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memo: Option<String>,
 }
 
 impl From<&Transaction> for TxView {
@@ -110,7 +113,37 @@ impl From<&Transaction> for TxView {
             fee: tx.fee(),
             nonce: tx.transfer().map_or(0, |t| t.nonce),
             coinbase: tx.is_coinbase(),
+            memo: tx
+                .transfer()
+                .filter(|t| !t.memo.is_empty())
+                .map(|t| String::from_utf8_lossy(&t.memo).into_owned()),
         }
+    }
+}
+
+/// A post as the second Flask tutorial stores it (`author`, `content`, `timestamp`), carried
+/// as the memo of a zero-amount transfer to the poster's own account, in compact JSON:
+/// `{"author":"…","content":"…","timestamp":…}` with the timestamp in ms since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Post {
+    /// Who wrote it, as the poster typed it.
+    pub author: String,
+    /// What it says.
+    pub content: String,
+    /// When it was posted, in ms since the Unix epoch, by the posting node's clock.
+    pub timestamp: u64,
+}
+
+impl Post {
+    /// The memo that records this post: its compact JSON.
+    pub fn to_memo(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The post a memo records, if the memo is one (exactly the three fields).
+    pub fn from_memo(memo: &str) -> Option<Self> {
+        serde_json::from_str(memo).ok()
     }
 }
 
@@ -267,6 +300,49 @@ mod tests {
         assert_eq!(r["event"], "reorg");
         assert_eq!(r["depth"], 2);
         assert_eq!(r["fork_height"], 1);
+    }
+
+    #[test]
+    fn a_memo_is_shown_as_text_and_a_transfer_without_one_has_no_memo_field() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let net = crate::ledger::NetworkParams::devnet().network_id();
+        let plain = Transaction::sign_transfer(&key, &net, Address([2; 20]), 5, 1, 0);
+        let v = serde_json::to_value(TxView::from(&plain)).unwrap();
+        assert!(v.get("memo").is_none(), "{v}");
+        let noted = Transaction::sign_transfer_with_memo(
+            &key,
+            &net,
+            Address([2; 20]),
+            0,
+            1,
+            0,
+            "thé".as_bytes().to_vec(),
+        );
+        let v = serde_json::to_value(TxView::from(&noted)).unwrap();
+        assert_eq!(v["memo"], "thé");
+        assert_eq!(v["amount"], 0);
+    }
+
+    #[test]
+    fn a_post_round_trips_through_its_memo_and_other_memos_are_not_posts() {
+        let post = Post {
+            author: "ada".into(),
+            content: "hello \"world\"".into(),
+            timestamp: 1_767_225_600_000,
+        };
+        let memo = post.to_memo();
+        assert_eq!(
+            memo,
+            r#"{"author":"ada","content":"hello \"world\"","timestamp":1767225600000}"#
+        );
+        assert_eq!(Post::from_memo(&memo), Some(post));
+        for other in [
+            "rent for May",
+            r#"{"author":"a"}"#,
+            r#"{"author":"a","content":"b","timestamp":1,"x":2}"#,
+        ] {
+            assert_eq!(Post::from_memo(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -287,7 +287,14 @@ mod tests {
         let mut node = TestNode::new();
         let peer = node.connected_peer();
         let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
-        let nothing = Transaction::sign_transfer(&key, Address([1; 20]), 0, 1, 0);
+        let nothing = Transaction::sign_transfer(
+            &key,
+            node.state.mempool.network(),
+            Address([1; 20]),
+            0,
+            1,
+            0,
+        );
         node.feed(NetEvent::GossipTx {
             from: peer,
             message: message(4),
@@ -312,7 +319,14 @@ mod tests {
         let mut node = TestNode::new();
         let peer = node.connected_peer();
         let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
-        let broke = Transaction::sign_transfer(&key, Address([1; 20]), 5, 1, 0);
+        let broke = Transaction::sign_transfer(
+            &key,
+            node.state.mempool.network(),
+            Address([1; 20]),
+            5,
+            1,
+            0,
+        );
         node.feed(NetEvent::GossipTx {
             from: peer,
             message: message(5),

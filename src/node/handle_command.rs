@@ -31,9 +31,10 @@ impl NodeState {
                 to,
                 amount,
                 fee,
+                memo,
                 reply,
             } => {
-                let _ = reply.send(self.submit_transfer(to, amount, fee));
+                let _ = reply.send(self.submit_transfer(to, amount, fee, memo));
             }
             Command::Mine { count, reply } => self.miner.request(count, reply),
             Command::SetAutomine { on, reply } => {
@@ -127,10 +128,19 @@ impl NodeState {
         to: Address,
         amount: u64,
         fee: u64,
+        memo: String,
     ) -> Result<TxId, CommandError> {
         let state = self.chain.state();
         let nonce = self.mempool.next_nonce(state, &self.address);
-        let tx = Transaction::sign_transfer(&self.key, to, amount, fee, nonce);
+        let tx = Transaction::sign_transfer_with_memo(
+            &self.key,
+            self.mempool.network(),
+            to,
+            amount,
+            fee,
+            nonce,
+            memo.into_bytes(),
+        );
         let txid = self.mempool.add(tx.clone(), state)?;
         self.emit(Event::TxAccepted {
             txid,
@@ -194,6 +204,7 @@ mod tests {
             to: Address([1; 20]),
             amount: 5,
             fee: 1,
+            memo: String::new(),
             reply,
         });
         assert!(matches!(
@@ -223,6 +234,7 @@ mod tests {
             to: Address([1; 20]),
             amount: 5,
             fee: 1,
+            memo: String::new(),
             reply,
         });
         let txid = answer.try_recv().expect("answered").expect("accepted");

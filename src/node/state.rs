@@ -132,10 +132,11 @@ impl NodeState {
                 }
             }
         }
+        let network = chain.genesis_hash().into();
         let state = NodeState {
             params,
             chain,
-            mempool: Mempool::new(MEMPOOL_CAPACITY),
+            mempool: Mempool::new(MEMPOOL_CAPACITY, network),
             store,
             key,
             address,

@@ -111,7 +111,14 @@ mod tests {
             &p,
             &b1,
             miner(2),
-            vec![Transaction::sign_transfer(&alice, miner(3), 5, 0, 0)],
+            vec![Transaction::sign_transfer(
+                &alice,
+                &p.network_id(),
+                miner(3),
+                5,
+                0,
+                0,
+            )],
         );
         let mut broken = good.clone();
         if let Transaction::Transfer { signature, .. } = &mut broken.transactions[1] {

@@ -824,7 +824,7 @@ mod tests {
         let alice = key(1);
         let mut chain = Chain::new(p.clone());
         let b1 = child(&p, &p.genesis(), addr_of(&alice), vec![]);
-        let pay = Transaction::sign_transfer(&alice, miner(2), 20, 3, 0);
+        let pay = Transaction::sign_transfer(&alice, &p.network_id(), miner(2), 20, 3, 0);
         let b2 = child(&p, &b1, miner(3), vec![pay]);
         accept(&mut chain, &b1);
         assert_eq!(accept(&mut chain, &b2).placement, Placement::MainChain);
@@ -927,8 +927,14 @@ mod tests {
         // b1 b2 b3(bad) b4, delivered tip first so that one arrival activates it all.
         let b = branch(&p, &p.genesis(), miner(2), 2);
         let mut b3 = child(&p, &b[1], miner(2), vec![]);
-        b3.transactions
-            .push(Transaction::sign_transfer(&key(9), miner(3), 1, 0, 0));
+        b3.transactions.push(Transaction::sign_transfer(
+            &key(9),
+            &p.network_id(),
+            miner(3),
+            1,
+            0,
+            0,
+        ));
         let b3 = mine(reroot(b3));
         let b4 = child(&p, &b3, miner(2), vec![]);
         for (blk, missing) in [(&b4, &b3), (&b3, &b[1]), (&b[1], &b[0])] {
@@ -974,8 +980,8 @@ mod tests {
         assert_eq!(b1.header.timestamp, NOW);
         accept(&mut chain, &mine(b1));
         let txs = vec![
-            Transaction::sign_transfer(&alice, miner(2), 10, 2, 0),
-            Transaction::sign_transfer(&alice, miner(2), 10, 3, 1),
+            Transaction::sign_transfer(&alice, &p.network_id(), miner(2), 10, 2, 0),
+            Transaction::sign_transfer(&alice, &p.network_id(), miner(2), 10, 3, 1),
         ];
         // A clock behind the median still gives a valid timestamp.
         let b2 = chain.block_template(miner(9), txs, GENESIS_TIMESTAMP_MS);
@@ -998,7 +1004,14 @@ mod tests {
             &p,
             &b1,
             miner(2),
-            vec![Transaction::sign_transfer(&alice, miner(3), 7, 1, 0)],
+            vec![Transaction::sign_transfer(
+                &alice,
+                &p.network_id(),
+                miner(3),
+                7,
+                1,
+                0,
+            )],
         );
         let b3 = child(&p, &b2, miner(2), vec![]);
         for blk in [&b1, &b2, &b3] {

@@ -10,13 +10,14 @@ use proptest::prelude::*;
 use super::fixtures::*;
 use super::{Chain, Placement, MAX_FUTURE_DRIFT_MS};
 use crate::ledger::block::{meets_difficulty, Block, BlockError};
-use crate::ledger::hash::{self, Address, BlockHash};
+use crate::ledger::hash::{self, Address, BlockHash, NetworkId};
 use crate::ledger::params::NetworkParams;
 use crate::ledger::state::State;
 use crate::ledger::transaction::{Signature, Transaction, Transfer, TxError};
 
 /// A valid transfer from one of `keys` that `state` can pay, if any can.
 fn some_transfer(
+    network: &NetworkId,
     state: &State,
     keys: &[SigningKey],
     pick: (usize, usize, u64, u64),
@@ -31,6 +32,7 @@ fn some_transfer(
     let fee = fee % (account.balance - amount + 1);
     Some(Transaction::sign_transfer(
         sender,
+        network,
         addr_of(&keys[to % keys.len()]),
         amount,
         fee,
@@ -50,8 +52,9 @@ fn block_with_transfers(
 ) -> Block {
     let mut sim = state.clone();
     let mut txs = Vec::new();
+    let network = p.network_id();
     for pick in picks {
-        if let Some(tx) = some_transfer(&sim, keys, *pick) {
+        if let Some(tx) = some_transfer(&network, &sim, keys, *pick) {
             if let Some(t) = tx.transfer() {
                 sim.apply_transfer(t).unwrap();
             }
@@ -144,6 +147,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 fn edit_transfer(
     block: &mut Block,
     i: usize,
+    network: &NetworkId,
     signer: Option<&SigningKey>,
     edit: impl FnOnce(&mut Transfer),
 ) {
@@ -153,7 +157,15 @@ fn edit_transfer(
     let mut body = body.clone();
     edit(&mut body);
     block.transactions[i] = match signer {
-        Some(k) => Transaction::sign_transfer(k, body.to, body.amount, body.fee, body.nonce),
+        Some(k) => Transaction::sign_transfer_with_memo(
+            k,
+            network,
+            body.to,
+            body.amount,
+            body.fee,
+            body.nonce,
+            body.memo,
+        ),
         None => Transaction::Transfer {
             body,
             signature: *signature,
@@ -173,12 +185,13 @@ proptest! {
     ) {
         use Mutation::*;
         let p = NetworkParams::for_tests("mutations", 4);
+        let net = p.network_id();
         let alice = key(1);
         let mut chain = Chain::new(p.clone());
         let b1 = child(&p, &p.genesis(), addr_of(&alice), vec![]);
         chain.accept_block(b1.clone(), NOW).unwrap();
         let txs: Vec<Transaction> = (0..ntx as u64)
-            .map(|n| Transaction::sign_transfer(&alice, miner(2), 5 + n, 1 + n, n))
+            .map(|n| Transaction::sign_transfer(&alice, &net, miner(2), 5 + n, 1 + n, n))
             .collect();
         let good = child(&p, &b1, miner(3), txs);
         let i = 1 + which.index(ntx);
@@ -245,19 +258,19 @@ proptest! {
                 Err(BlockError::ExtraCoinbase { index: i })
             }
             TransferAmountUnsigned => {
-                edit_transfer(&mut bad, i, None, |t| t.amount += 1);
+                edit_transfer(&mut bad, i, &net, None, |t| t.amount += 1);
                 Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
             }
             TransferFeeUnsigned => {
-                edit_transfer(&mut bad, i, None, |t| t.fee += 1);
+                edit_transfer(&mut bad, i, &net, None, |t| t.fee += 1);
                 Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
             }
             TransferNonceUnsigned => {
-                edit_transfer(&mut bad, i, None, |t| t.nonce += 1);
+                edit_transfer(&mut bad, i, &net, None, |t| t.nonce += 1);
                 Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
             }
             TransferToUnsigned => {
-                edit_transfer(&mut bad, i, None, |t| t.to = Address([0x80 | junk[0]; 20]));
+                edit_transfer(&mut bad, i, &net, None, |t| t.to = Address([0x80 | junk[0]; 20]));
                 Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
             }
             TransferSignature => {
@@ -268,14 +281,14 @@ proptest! {
                 Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
             }
             TransferNonceResigned => {
-                edit_transfer(&mut bad, i, Some(&alice), |t| t.nonce += 100);
+                edit_transfer(&mut bad, i, &net, Some(&alice), |t| t.nonce += 100);
                 Err(BlockError::Transaction {
                     index: i,
                     source: TxError::BadNonce { expected: nonce_i, got: nonce_i + 100 },
                 })
             }
             TransferAmountResigned => {
-                edit_transfer(&mut bad, i, Some(&alice), |t| t.amount = 1_000);
+                edit_transfer(&mut bad, i, &net, Some(&alice), |t| t.amount = 1_000);
                 let spent: u64 = good.transactions[1..i].iter().map(|t| t.amount() + t.fee()).sum();
                 let fee = good.transactions[i].fee();
                 Err(BlockError::Transaction {
@@ -285,11 +298,11 @@ proptest! {
             }
             TransferFeeResigned => {
                 let paid = bad.transactions[0].amount();
-                edit_transfer(&mut bad, i, Some(&alice), |t| t.fee += 1);
+                edit_transfer(&mut bad, i, &net, Some(&alice), |t| t.fee += 1);
                 Err(BlockError::BadCoinbaseAmount { expected: paid + 1, got: paid })
             }
             TransferZeroResigned => {
-                edit_transfer(&mut bad, i, Some(&alice), |t| t.amount = 0);
+                edit_transfer(&mut bad, i, &net, Some(&alice), |t| t.amount = 0);
                 Err(BlockError::Transaction { index: i, source: TxError::ZeroAmount })
             }
             DuplicatedTransaction => {

@@ -79,7 +79,8 @@ fn command_status(error: &CommandError) -> StatusCode {
         CommandError::Mempool(_)
         | CommandError::Dial(_)
         | CommandError::MineCountOutOfRange(_)
-        | CommandError::ChainLimitOutOfRange(_) => StatusCode::BAD_REQUEST,
+        | CommandError::ChainLimitOutOfRange(_)
+        | CommandError::TreeDepthOutOfRange(_) => StatusCode::BAD_REQUEST,
     }
 }
 

@@ -66,7 +66,10 @@ async function refresh() {
 function renderPosts(blocks) {
   const posts = [];
   for (const b of blocks) for (const t of b.transactions) if (t.memo) posts.push({ b, t });
-  if (!posts.length) return;
+  if (!posts.length) {
+    $("posts").innerHTML = `<p class="note">No posts in the latest blocks. A post is a transfer that carries a memo.</p>`;
+    return;
+  }
   $("posts").innerHTML = posts.reverse().map(({ b, t }) => {
     let author = t.from, content = t.memo;
     try { const p = JSON.parse(t.memo); if (p && p.content !== undefined) { author = p.author || author; content = p.content; } } catch (_) { /* plain text */ }

@@ -411,6 +411,9 @@ impl Output {
     }
 
     fn print(&self, line: &str) {
+        if !self.json && crate::terminal::print_above_prompt(line) {
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
@@ -514,12 +517,44 @@ fn tx_line(tx: &TxView) -> String {
 fn block_text(block: &BlockView) -> String {
     let mut text = format!(
         "block {} {}\n  parent {}\n  time {} nonce {} difficulty {}\n",
-        block.height, block.hash, block.prev_hash, block.timestamp, block.nonce, block.difficulty
+        block.height,
+        block.hash,
+        block.prev_hash,
+        utc_datetime(block.timestamp),
+        block.nonce,
+        block.difficulty
     );
     for tx in &block.transactions {
         let _ = writeln!(text, "{}", tx_line(tx));
     }
     text
+}
+
+/// Milliseconds since the Unix epoch as a UTC date-time, `2026-12-01 07:04:04.123 UTC`.
+pub fn utc_datetime(ms: u64) -> String {
+    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03} UTC",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1_000 % 60,
+        rest % 1_000
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Carries out a parsed command through the node handle.
@@ -746,7 +781,11 @@ fn print_event(output: &Output, received: Result<Event, broadcast::error::RecvEr
 /// `events` should be subscribed before the node starts running, so none is missed.
 pub async fn run(handle: NodeHandle, mut events: broadcast::Receiver<Event>, output: Output) {
     let (lines, mut incoming) = mpsc::channel(16);
+    let edit = crate::terminal::wanted(output.json);
     std::thread::spawn(move || {
+        if edit && crate::terminal::read_lines(&lines) {
+            return;
+        }
         read_lines(std::io::stdin().lock(), MAX_LINE_BYTES, |line| {
             lines.blocking_send(line).is_ok()
         });
@@ -964,6 +1003,20 @@ mod tests {
             assert_eq!(parse(line).unwrap().unwrap().word, word);
         }
         assert_eq!(COMMANDS.len(), 13, "a new command needs a line above");
+    }
+
+    #[test]
+    fn block_times_read_as_utc_dates() {
+        assert_eq!(utc_datetime(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(
+            utc_datetime(1_767_225_600_000),
+            "2026-01-01 00:00:00.000 UTC"
+        );
+        assert_eq!(utc_datetime(951_782_400_000), "2000-02-29 00:00:00.000 UTC");
+        assert_eq!(
+            utc_datetime(1_796_107_538_848),
+            "2026-12-01 06:45:38.848 UTC"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`node`]: the one owner of the chain, the mempool and the store, driven by the network's
 //!   typed events, the console's commands and the miner
 //! - [`console`]: stdin commands to the node, replies and events printed for humans or as JSON
+//! - [`terminal`]: the console on a terminal: prompt, line editing, history
 //! - [`http`]: the HTTP API (the seeds' routes, `/api/v1`, the event stream) -> the node
 //! - [`cli`]: command-line flags
 
@@ -19,3 +20,4 @@ pub mod http;
 pub mod ledger;
 pub mod net;
 pub mod node;
+pub mod terminal;

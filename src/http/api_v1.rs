@@ -25,6 +25,7 @@ use super::request::{
 };
 use super::{timed, AppState, MAX_EVENT_STREAMS, MINE_TIMEOUT, REQUEST_TIMEOUT};
 use crate::node::event::{BalanceView, BlockView, MineView, StatusView};
+use crate::node::explore::TreeView;
 
 /// The OpenAPI 3 document of these routes, kept by hand next to them.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -39,6 +40,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/account"),
     ("GET", "/api/v1/accounts/{address}"),
     ("GET", "/api/v1/mempool"),
+    ("GET", "/api/v1/tree"),
     ("GET", "/api/v1/events"),
     ("GET", "/api/v1/openapi.json"),
     ("POST", "/api/v1/transactions"),
@@ -57,6 +59,7 @@ pub fn routes() -> (Router<AppState>, Router<AppState>) {
         .route("/api/v1/account", get(own_account))
         .route("/api/v1/accounts/{address}", get(account))
         .route("/api/v1/mempool", get(mempool))
+        .route("/api/v1/tree", get(tree))
         .route("/api/v1/events", get(events))
         .route("/api/v1/openapi.json", get(openapi));
     let control = Router::new()
@@ -117,6 +120,45 @@ async fn account(
 async fn mempool(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let txs = state.handle.mempool().await?;
     Ok(Json(json!({ "count": txs.len(), "transactions": txs })))
+}
+
+/// How deep `/api/v1/tree` reaches below the tip when not told.
+pub const DEFAULT_TREE_DEPTH: u64 = 32;
+
+async fn tree(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<TreeView>, ApiError> {
+    let depth = parse_depth(query.as_deref())?;
+    Ok(Json(state.handle.tree(depth).await?))
+}
+
+/// The `depth` of a tree query (the only parameter), [`DEFAULT_TREE_DEPTH`] if absent.
+fn parse_depth(query: Option<&str>) -> Result<u64, ApiError> {
+    let mut depth = DEFAULT_TREE_DEPTH;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("depth", value)) => {
+                depth = value.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "depth must be a whole number, got '{}'",
+                        clip(value)
+                    ))
+                })?;
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter '{}' (expected depth)",
+                    clip(pair)
+                )))
+            }
+        }
+    }
+    Ok(depth)
 }
 
 /// The node's events, one SSE `data:` line each, the very JSON objects `--json` prints.
@@ -274,6 +316,26 @@ mod tests {
             ROUTES.len(),
             "the document has routes the router has not"
         );
+    }
+
+    #[test]
+    fn a_tree_depth_is_a_whole_number_and_the_only_parameter() {
+        assert_eq!(parse_depth(None).ok(), Some(DEFAULT_TREE_DEPTH));
+        assert_eq!(parse_depth(Some("depth=5")).ok(), Some(5));
+        for bad in ["depth=-1", "depth=x", "deep=3", "depth"] {
+            assert!(
+                matches!(parse_depth(Some(bad)), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tree_deeper_than_the_bound_is_a_400_naming_it() {
+        let app = stopped_node_router("127.0.0.1:5000", Policy::new([127, 0, 0, 1].into(), None));
+        let (status, answer) = call(app, "GET", "/api/v1/tree?depth=100000", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["error"], "depth must be 0 to 512");
     }
 
     #[test]

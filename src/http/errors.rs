@@ -81,7 +81,8 @@ fn command_status(error: &CommandError) -> StatusCode {
         | CommandError::MineCountOutOfRange(_)
         | CommandError::ChainLimitOutOfRange(_)
         | CommandError::MemoTooLong { .. }
-        | CommandError::EmptyPostField(_) => StatusCode::BAD_REQUEST,
+        | CommandError::EmptyPostField(_)
+        | CommandError::TreeDepthOutOfRange(_) => StatusCode::BAD_REQUEST,
     }
 }
 

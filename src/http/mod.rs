@@ -11,6 +11,7 @@
 //! Layout:
 //! - [`seeds`]: the Flask teaching chains' routes (`/transactions/new`, `/mine`, `/chain`, ...)
 //! - [`api_v1`]: `/api/v1`, everything the console can do, the event stream, the OpenAPI document
+//! - [`explorer`]: the live explorer page at `/` (embedded assets) and `/metrics`
 //! - [`request`]: bodies, queries and ids parsed into typed values
 //! - [`errors`]: the error type and its status codes
 //! - [`access`]: who may use the control routes
@@ -20,6 +21,7 @@
 pub mod access;
 pub mod api_v1;
 pub mod errors;
+pub mod explorer;
 pub mod listener;
 pub mod remote;
 pub mod request;
@@ -167,6 +169,7 @@ pub fn router(handle: NodeHandle, policy: Policy) -> Router {
         ));
     seed_read
         .merge(v1_read)
+        .merge(timed(explorer::routes(), REQUEST_TIMEOUT))
         .merge(control)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

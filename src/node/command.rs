@@ -14,6 +14,7 @@ use super::event::Post;
 use super::event::{
     BalanceView, BlockView, ChainPage, Event, MineView, PeerView, ResolveView, StatusView, TxView,
 };
+use super::explore::TreeView;
 use crate::ledger::{Address, BlockHash, MempoolError, TxId, MAX_MEMO_BYTES};
 
 /// Most blocks one `mine` may ask for: a larger count would keep the miner busy for hours.
@@ -21,6 +22,9 @@ pub const MAX_MINE_COUNT: u64 = 100_000;
 
 /// Most blocks one [`Command::ChainRange`] page may carry: a page stays a few megabytes at most.
 pub const MAX_CHAIN_PAGE: u64 = 100;
+
+/// Most blocks below the tip one [`Command::Tree`] may reach: the answer stays small.
+pub const MAX_TREE_DEPTH: u64 = 512;
 
 /// Longest a [`Command::ResolvePeers`] may wait for the peers' answers and the sync they start.
 pub const MAX_RESOLVE_WAIT: Duration = Duration::from_secs(10);
@@ -64,6 +68,9 @@ pub enum CommandError {
     /// A chain page `limit` of zero or over [`MAX_CHAIN_PAGE`].
     #[error("limit must be 1 to {MAX_CHAIN_PAGE}")]
     ChainLimitOutOfRange(u64),
+    /// A tree `depth` over [`MAX_TREE_DEPTH`].
+    #[error("depth must be 0 to {MAX_TREE_DEPTH}")]
+    TreeDepthOutOfRange(u64),
     /// Too many [`Command::ResolvePeers`] wait already.
     #[error("too many status rounds with the peers are waiting")]
     ResolveBusy,
@@ -163,6 +170,15 @@ pub enum Command {
         /// What happened to our chain meanwhile.
         reply: Reply<ResolveView>,
     },
+    /// The recent block tree, `depth` blocks below the tip at most, with remembered reorgs.
+    Tree {
+        /// Most blocks below the tip (at most [`MAX_TREE_DEPTH`], checked by the handle).
+        depth: u64,
+        /// The tree.
+        reply: Reply<TreeView>,
+    },
+    /// The node's metrics in Prometheus text format.
+    Metrics(Reply<String>),
 }
 
 /// A cloneable way to talk to a running node.
@@ -371,6 +387,25 @@ impl NodeHandle {
             .await
     }
 
+    /// See [`Command::Tree`]; `depth` must be at most [`MAX_TREE_DEPTH`].
+    ///
+    /// # Errors
+    /// [`CommandError::TreeDepthOutOfRange`] or [`CommandError::NodeStopped`].
+    pub async fn tree(&self, depth: u64) -> Result<TreeView, CommandError> {
+        if depth > MAX_TREE_DEPTH {
+            return Err(CommandError::TreeDepthOutOfRange(depth));
+        }
+        self.ask(|reply| Command::Tree { depth, reply }).await
+    }
+
+    /// See [`Command::Metrics`].
+    ///
+    /// # Errors
+    /// [`CommandError::NodeStopped`].
+    pub async fn metrics(&self) -> Result<String, CommandError> {
+        self.ask(Command::Metrics).await
+    }
+
     /// See [`Command::Shutdown`].
     ///
     /// # Errors
@@ -440,6 +475,20 @@ mod tests {
             handle.post("ada", &"x".repeat(MAX_MEMO_BYTES), 0).await,
             Err(CommandError::MemoTooLong { .. })
         ));
+        assert!(queue.try_recv().is_err(), "nothing reached the node");
+    }
+
+    #[tokio::test]
+    async fn a_tree_deeper_than_the_bound_is_refused_by_the_handle_before_the_node_sees_it() {
+        let (commands, mut queue) = mpsc::channel(4);
+        let (events, _) = broadcast::channel(4);
+        let handle = NodeHandle::new(commands, events);
+        for depth in [MAX_TREE_DEPTH + 1, u64::MAX] {
+            assert_eq!(
+                handle.tree(depth).await.map(|_| ()),
+                Err(CommandError::TreeDepthOutOfRange(depth))
+            );
+        }
         assert!(queue.try_recv().is_err(), "nothing reached the node");
     }
 

@@ -31,7 +31,11 @@ impl NodeState {
     fn judge_gossip_block(&mut self, from: PeerId, block: Block) -> Acceptance {
         let height = block.height();
         let now = Instant::now();
-        match self.chain.accept_block(block, now_ms()) {
+        let result = self.chain.accept_block(block, now_ms());
+        if let Err(error) = &result {
+            self.metrics.block_rejected(error);
+        }
+        match result {
             Ok(accepted) => {
                 let placement = accepted.placement.clone();
                 match self.apply_accepted(accepted, Source::Peer(from)) {
@@ -87,7 +91,11 @@ impl NodeState {
     /// Offers a transaction a peer sent (by gossip or in a mempool answer) to the mempool, and
     /// penalises the peer if no state could make it valid.
     pub(super) fn accept_peer_tx(&mut self, from: PeerId, tx: Transaction) -> Acceptance {
-        match self.mempool.add(tx, self.chain.state()) {
+        let result = self.mempool.add(tx, self.chain.state());
+        if let Err(error) = &result {
+            self.metrics.transfer_rejected(error);
+        }
+        match result {
             Ok(txid) => {
                 self.emit(super::Event::TxAccepted {
                     txid,

@@ -83,6 +83,8 @@ impl NodeState {
                 self.chain_range_command(from, limit, reply);
             }
             Command::ResolvePeers { wait, reply } => self.resolve_peers_command(wait, reply),
+            Command::Tree { depth, reply } => self.tree_command(depth, reply),
+            Command::Metrics(reply) => self.metrics_command(reply),
             Command::Shutdown(reply) => {
                 info!("shutdown requested");
                 let _ = reply.send(Ok(()));
@@ -141,7 +143,11 @@ impl NodeState {
             nonce,
             memo.into_bytes(),
         );
-        let txid = self.mempool.add(tx.clone(), state)?;
+        let added = self.mempool.add(tx.clone(), state);
+        if let Err(error) = &added {
+            self.metrics.transfer_rejected(error);
+        }
+        let txid = added?;
         self.emit(Event::TxAccepted {
             txid,
             source: Source::Local.label(),

@@ -24,14 +24,18 @@
 //! - [`sync`]: the sync state machine
 //! - [`mempool_fetch`]: when to ask a new peer for its pending transactions
 //! - `inquiry`: chain pages and status rounds with every peer, for the HTTP front end
+//! - [`explore`]: block sources, reorgs and the recent block tree, for the explorer
+//! - `metrics`: the Prometheus registry the node owns
 
 pub mod command;
 mod connections;
 pub mod event;
+pub mod explore;
 mod gossip;
 mod handle_command;
 mod inquiry;
 pub mod mempool_fetch;
+mod metrics;
 mod mining;
 pub mod peers;
 mod state;

@@ -94,6 +94,10 @@ pub(crate) struct NodeState {
     pub(super) listen: Vec<Multiaddr>,
     pub(super) next_status_poll: Instant,
     pub(super) resolves: Vec<super::inquiry::PendingResolve>,
+    /// Block sources and reorgs the explorer's tree shows.
+    pub(super) history: super::explore::History,
+    /// The node's Prometheus metrics.
+    pub(super) metrics: super::metrics::Metrics,
     outbox: VecDeque<NetCommand>,
     /// Why the node must stop, once something it cannot go on without failed (a store commit).
     halted: Option<StoreError>,
@@ -153,6 +157,8 @@ impl NodeState {
             listen: Vec::new(),
             next_status_poll: now + STATUS_POLL,
             resolves: Vec::new(),
+            history: Default::default(),
+            metrics: Default::default(),
             outbox: VecDeque::new(),
             halted: None,
         };
@@ -172,6 +178,7 @@ impl NodeState {
     /// Queues a command for the network; a halted node sends nothing more.
     pub(super) fn push(&mut self, command: NetCommand) {
         if self.halted.is_none() {
+            self.metrics.observe_command(&command);
             self.outbox.push_back(command);
         }
     }
@@ -304,6 +311,7 @@ impl NodeState {
     /// Sends an event to every subscriber (the console, tests).
     pub(super) fn emit(&self, event: Event) {
         debug!(?event, "event");
+        self.metrics.observe_event(&event);
         let _ = self.events.send(event);
     }
 
@@ -344,6 +352,7 @@ impl NodeState {
             self.halt(error);
             return Applied::Halted;
         }
+        self.observe_accepted(&accepted, source);
         for (hash, error) in &accepted.invalid {
             warn!(%hash, %error, "block found invalid on activation");
         }

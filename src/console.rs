@@ -484,6 +484,12 @@ impl Output {
                 from_height,
                 to_height,
             } => format!("synced from {peer_id}: height {from_height} -> {to_height}"),
+            Event::SyncProgress {
+                height,
+                target,
+                blocks_per_s,
+                ..
+            } => format!("syncing: height {height} of {target} ({blocks_per_s} blocks/s)"),
             Event::NodeHalted { reason } => format!("node halted: {reason}"),
         };
         self.print(&format!("* {text}"));

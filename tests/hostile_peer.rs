@@ -22,7 +22,7 @@ use gossipchain::net::protocol::{
 };
 use libp2p::gossipsub::IdentTopic;
 use libp2p::Multiaddr;
-use raw_peer::{BlocksAnswer, PeerEvent, RawPeer};
+use raw_peer::{BlocksAnswer, PeerEvent, RawOptions, RawPeer};
 
 /// An address nobody holds the key of.
 const STRANGER: &str = "feedfacefeedfacefeedfacefeedfacefeedface";
@@ -347,30 +347,41 @@ fn a_hostile_peer_cannot_disturb_honest_nodes_or_get_anything_invalid_forwarded(
             builder.block(BlockHash([0x77; 32]), h, vec![], 0, Pow::Valid, 14),
         ),
     ];
-    let mut answers: Vec<(String, BlocksAnswer)> = sync_blocks
+    // Headers first: the poisoned blocks' headers are announced (a bad proof of work or an
+    // unknown parent is caught there), then their bodies are served.
+    let mut answers: Vec<(String, BlocksAnswer, BlocksAnswer)> = sync_blocks
         .iter()
         .map(|(what, b)| {
             (
                 what.to_string(),
+                BlocksAnswer::Bytes(encode(&SyncResponse::Headers(vec![b.header.clone()]))),
                 BlocksAnswer::Bytes(encode(&SyncResponse::Blocks(vec![b.clone()]))),
             )
         })
         .collect();
-    answers.push(("sync: garbage".into(), BlocksAnswer::Bytes(garbage(500, 6))));
-    answers.push((
-        "sync: oversized".into(),
-        BlocksAnswer::Bytes(garbage(4 * params.max_block_bytes, 7)),
-    ));
-    answers.push(("sync: never answers".into(), BlocksAnswer::Hang));
+    for (what, answer) in [
+        ("sync: garbage", BlocksAnswer::Bytes(garbage(500, 6))),
+        (
+            "sync: oversized",
+            BlocksAnswer::Bytes(garbage(4 * params.max_block_bytes, 7)),
+        ),
+        ("sync: never answers", BlocksAnswer::Hang),
+    ] {
+        answers.push((what.into(), answer.clone(), answer));
+    }
     let tip_height = v1.height();
     let mut sync_attackers = Vec::new();
-    for (what, answer) in answers {
-        let mut p = RawPeer::start(
+    for (what, headers, answer) in answers {
+        let mut p = RawPeer::start_with(
             &rt,
             &what,
             &topics,
             boastful_status(genesis, tip_height),
             answer,
+            RawOptions {
+                headers,
+                ..RawOptions::default()
+            },
         );
         p.dial(&a_addr);
         let asked = p.wait(
@@ -378,7 +389,7 @@ fn a_hostile_peer_cannot_disturb_honest_nodes_or_get_anything_invalid_forwarded(
                 matches!(
                     e,
                     PeerEvent::Request {
-                        kind: "get_blocks",
+                        kind: "get_headers",
                         ..
                     }
                 )

@@ -144,6 +144,7 @@ fn invalid_transactions_in_a_mempool_answer_are_not_kept_and_cost_the_peer() {
         RawOptions {
             mempool: encode(&answer),
             keypair: keypair.clone(),
+            ..RawOptions::default()
         },
     );
     liar.dial(&addr);
@@ -176,6 +177,7 @@ fn invalid_transactions_in_a_mempool_answer_are_not_kept_and_cost_the_peer() {
         RawOptions {
             mempool: encode(&SyncResponse::Mempool(vec![zero])),
             keypair,
+            ..RawOptions::default()
         },
     );
     again.dial(&addr);

@@ -1,5 +1,5 @@
 //! A node killed with SIGKILL restarts from its data directory with its chain and its identity,
-//! and catches up with the blocks it missed.
+//! and catches up with the blocks it missed, also when it was killed in the middle of a sync.
 
 mod common;
 
@@ -52,4 +52,26 @@ fn a_node_killed_with_sigkill_comes_back_with_its_chain_and_catches_up() {
     victim.quit(Duration::from_secs(10));
     victim.restart();
     assert_eq!(victim.tip(), tip);
+}
+
+#[test]
+fn a_node_killed_with_sigkill_in_the_middle_of_a_sync_restarts_and_finishes_it() {
+    let network = unique_network("restart-sync");
+    let mut source = TestNode::start("source", NodeOptions::loopback(&network));
+    for _ in 0..4 {
+        source.mine(500);
+    }
+    let tip = source.tip();
+    let source_addr = source.dial_addr();
+
+    let mut opts = NodeOptions::loopback(&network);
+    opts.peers.push(source_addr);
+    let mut victim = TestNode::start("victim", opts);
+    // Killed as soon as the download begins: whatever batches were committed stay.
+    victim.wait_event(|e| e["event"] == "sync_started", Duration::from_secs(20));
+    victim.kill_9();
+    victim.restart();
+    victim.wait_until(|s| s["tip"] == tip.as_str(), Duration::from_secs(60));
+    assert_eq!(victim.height(), 2_000);
+    assert_eq!(victim.hash_at(1_000), source.hash_at(1_000));
 }

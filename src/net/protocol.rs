@@ -14,10 +14,10 @@ use libp2p::gossipsub::IdentTopic;
 use libp2p::StreamProtocol;
 
 use crate::ledger::encode::{decode, encode, DecodeError};
-use crate::ledger::{Block, BlockHash, NetworkParams, Transaction};
+use crate::ledger::{Block, BlockHash, BlockHeader, NetworkParams, Transaction};
 
 /// The sync protocol's name, negotiated by multistream-select.
-pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gossipchain/sync/1");
+pub const SYNC_PROTOCOL: StreamProtocol = StreamProtocol::new("/gossipchain/sync/2");
 
 /// Identify's protocol version string: peers that speak another one are not ours.
 pub const IDENTIFY_PROTOCOL: &str = "/gossipchain/1";
@@ -25,11 +25,15 @@ pub const IDENTIFY_PROTOCOL: &str = "/gossipchain/1";
 pub use crate::ledger::chain::MAX_LOCATOR_LEN;
 pub use crate::ledger::mempool::MAX_TX_BYTES;
 
-/// Cap on an encoded sync request: a locator of [`MAX_LOCATOR_LEN`] hashes fits with room.
+/// Cap on an encoded sync request: a locator of [`MAX_LOCATOR_LEN`] hashes, or
+/// [`MAX_BLOCKS_PER_REQUEST`] hashes, fits with room.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
-/// Most blocks one `GetBlocks` may ask for and one `Blocks` answer may carry.
-pub const MAX_BLOCKS_PER_RESPONSE: u32 = 256;
+/// Most hashes one `GetBlocks` may name, and so most blocks one `Blocks` answer may carry.
+pub const MAX_BLOCKS_PER_REQUEST: u32 = 128;
+
+/// Most headers one `Headers` answer may carry (92 bytes each).
+pub const MAX_HEADERS_PER_RESPONSE: u32 = 2_000;
 
 /// Bytes of blocks a node puts in one `Blocks` answer (a single larger block still goes alone).
 pub const RESPONSE_BLOCK_BYTES: usize = 2 * 1024 * 1024;
@@ -96,18 +100,25 @@ pub struct Status {
 pub enum SyncRequest {
     /// Variant 0: here is my status, send me yours.
     Status(Status),
-    /// Variant 1: send the main-chain blocks after the newest locator hash you have on your
-    /// main chain (genesis if none), at most `max_blocks` of them.
-    GetBlocks {
-        /// Block hashes, newest first, as built by the ledger's `Chain::locator`.
+    /// Variant 1: send the headers of your main chain after the first locator hash you have
+    /// on your main chain (genesis if none), lowest first, at most
+    /// min(`max_headers`, [`MAX_HEADERS_PER_RESPONSE`]) of them.
+    GetHeaders {
+        /// Block hashes, newest first (at most [`MAX_LOCATOR_LEN`]).
         locator: Vec<BlockHash>,
-        /// How many blocks the requester wants at most.
-        max_blocks: u32,
+        /// How many headers the requester wants at most.
+        max_headers: u32,
     },
     /// Variant 2: send me your pending transactions, at most `max_txs` of them.
     GetMempool {
         /// How many transactions the requester wants at most.
         max_txs: u32,
+    },
+    /// Variant 3: send the blocks with these hashes that you hold, in this order, stopping at
+    /// the first you do not hold or at the byte budget (at most [`MAX_BLOCKS_PER_REQUEST`]).
+    GetBlocks {
+        /// The hashes wanted, lowest height first.
+        hashes: Vec<BlockHash>,
     },
 }
 
@@ -116,12 +127,14 @@ pub enum SyncRequest {
 pub enum SyncResponse {
     /// Variant 0: the answer to [`SyncRequest::Status`].
     Status(Status),
-    /// Variant 1: the answer to [`SyncRequest::GetBlocks`], lowest height first, each the
-    /// parent of the next; empty when the requester is up to date.
-    Blocks(Vec<Block>),
+    /// Variant 1: the answer to [`SyncRequest::GetHeaders`], lowest height first, each the
+    /// parent of the next; empty when the requester has our tip.
+    Headers(Vec<BlockHeader>),
     /// Variant 2: the answer to [`SyncRequest::GetMempool`]: pending transactions in the order
     /// a block template takes them (highest fee first, each sender's nonces in order).
     Mempool(Vec<Transaction>),
+    /// Variant 3: the answer to [`SyncRequest::GetBlocks`]: a prefix of the requested blocks.
+    Blocks(Vec<Block>),
 }
 
 /// Why a sync message was refused before it reached the node.
@@ -133,9 +146,15 @@ pub enum WireError {
     /// A locator longer than [`MAX_LOCATOR_LEN`].
     #[error("locator of {0} hashes is over the cap of {MAX_LOCATOR_LEN}")]
     LocatorTooLong(usize),
-    /// A `Blocks` answer with more than [`MAX_BLOCKS_PER_RESPONSE`] blocks.
-    #[error("answer of {0} blocks is over the cap of {MAX_BLOCKS_PER_RESPONSE}")]
+    /// A `GetBlocks` request naming more than [`MAX_BLOCKS_PER_REQUEST`] hashes.
+    #[error("request for {0} blocks is over the cap of {MAX_BLOCKS_PER_REQUEST}")]
+    TooManyHashes(usize),
+    /// A `Blocks` answer with more than [`MAX_BLOCKS_PER_REQUEST`] blocks.
+    #[error("answer of {0} blocks is over the cap of {MAX_BLOCKS_PER_REQUEST}")]
     TooManyBlocks(usize),
+    /// A `Headers` answer with more than [`MAX_HEADERS_PER_RESPONSE`] headers.
+    #[error("answer of {0} headers is over the cap of {MAX_HEADERS_PER_RESPONSE}")]
+    TooManyHeaders(usize),
     /// A `Mempool` answer with more than [`MAX_TXS_PER_RESPONSE`] transactions.
     #[error("answer of {0} transactions is over the cap of {MAX_TXS_PER_RESPONSE}")]
     TooManyTxs(usize),
@@ -153,12 +172,15 @@ impl From<WireError> for io::Error {
 /// [`WireError`] naming the broken cap or the malformed encoding.
 pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
     let request: SyncRequest = decode(bytes, MAX_REQUEST_BYTES)?;
-    if let SyncRequest::GetBlocks { locator, .. } = &request {
-        if locator.len() > MAX_LOCATOR_LEN {
-            return Err(WireError::LocatorTooLong(locator.len()));
+    match &request {
+        SyncRequest::GetHeaders { locator, .. } if locator.len() > MAX_LOCATOR_LEN => {
+            Err(WireError::LocatorTooLong(locator.len()))
         }
+        SyncRequest::GetBlocks { hashes } if hashes.len() > MAX_BLOCKS_PER_REQUEST as usize => {
+            Err(WireError::TooManyHashes(hashes.len()))
+        }
+        _ => Ok(request),
     }
-    Ok(request)
 }
 
 /// Decodes a sync response of at most `max_bytes` and checks its caps.
@@ -168,8 +190,11 @@ pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
 pub fn decode_response(bytes: &[u8], max_bytes: usize) -> Result<SyncResponse, WireError> {
     let response: SyncResponse = decode(bytes, max_bytes)?;
     match &response {
-        SyncResponse::Blocks(blocks) if blocks.len() > MAX_BLOCKS_PER_RESPONSE as usize => {
+        SyncResponse::Blocks(blocks) if blocks.len() > MAX_BLOCKS_PER_REQUEST as usize => {
             Err(WireError::TooManyBlocks(blocks.len()))
+        }
+        SyncResponse::Headers(headers) if headers.len() > MAX_HEADERS_PER_RESPONSE as usize => {
+            Err(WireError::TooManyHeaders(headers.len()))
         }
         SyncResponse::Mempool(txs) if txs.len() > MAX_TXS_PER_RESPONSE as usize => {
             Err(WireError::TooManyTxs(txs.len()))
@@ -284,9 +309,9 @@ mod tests {
 
     #[test]
     fn a_request_survives_the_codec_round_trip() {
-        let request = SyncRequest::GetBlocks {
+        let request = SyncRequest::GetHeaders {
             locator: vec![BlockHash([3; 32]), BlockHash([4; 32])],
-            max_blocks: 16,
+            max_headers: 16,
         };
         let mut codec = SyncCodec::new(&params());
         let mut wire = futures::io::Cursor::new(Vec::new());
@@ -367,9 +392,9 @@ mod tests {
 
     #[test]
     fn a_locator_over_the_cap_is_refused() {
-        let request = SyncRequest::GetBlocks {
+        let request = SyncRequest::GetHeaders {
             locator: vec![BlockHash::ZERO; MAX_LOCATOR_LEN + 1],
-            max_blocks: 1,
+            max_headers: 1,
         };
         assert_eq!(
             decode_request(&encode(&request)),
@@ -380,13 +405,62 @@ mod tests {
     #[test]
     fn an_answer_with_too_many_blocks_is_refused() {
         let genesis = params().genesis();
-        let blocks = vec![genesis; MAX_BLOCKS_PER_RESPONSE as usize + 1];
+        let blocks = vec![genesis; MAX_BLOCKS_PER_REQUEST as usize + 1];
         let bytes = encode(&SyncResponse::Blocks(blocks));
         assert_eq!(
             decode_response(&bytes, max_response_bytes(&params())),
             Err(WireError::TooManyBlocks(
-                MAX_BLOCKS_PER_RESPONSE as usize + 1
+                MAX_BLOCKS_PER_REQUEST as usize + 1
             ))
+        );
+    }
+
+    #[test]
+    fn requests_and_answers_over_the_header_and_hash_caps_are_refused() {
+        let hashes = vec![BlockHash::ZERO; MAX_BLOCKS_PER_REQUEST as usize + 1];
+        assert_eq!(
+            decode_request(&encode(&SyncRequest::GetBlocks { hashes })),
+            Err(WireError::TooManyHashes(
+                MAX_BLOCKS_PER_REQUEST as usize + 1
+            ))
+        );
+        let header = params().genesis().header;
+        let headers = vec![header; MAX_HEADERS_PER_RESPONSE as usize + 1];
+        assert_eq!(
+            decode_response(
+                &encode(&SyncResponse::Headers(headers)),
+                max_response_bytes(&params())
+            ),
+            Err(WireError::TooManyHeaders(
+                MAX_HEADERS_PER_RESPONSE as usize + 1
+            ))
+        );
+    }
+
+    #[test]
+    fn header_and_block_messages_are_byte_exact() {
+        let locator = vec![BlockHash([3; 32])];
+        let bytes = encode(&SyncRequest::GetHeaders {
+            locator,
+            max_headers: 2_000,
+        });
+        // u32 variant 1, u64 count, 32-byte hash, u32 max.
+        assert_eq!(&bytes[..4], &[1, 0, 0, 0]);
+        assert_eq!(&bytes[4..12], &1u64.to_le_bytes());
+        assert_eq!(&bytes[44..], &2_000u32.to_le_bytes());
+        let bytes = encode(&SyncRequest::GetBlocks {
+            hashes: vec![BlockHash([4; 32]); 2],
+        });
+        assert_eq!(bytes.len(), 4 + 8 + 64);
+        assert_eq!(&bytes[..4], &[3, 0, 0, 0]);
+        let header = params().genesis().header;
+        let bytes = encode(&SyncResponse::Headers(vec![header.clone()]));
+        assert_eq!(bytes.len(), 4 + 8 + BlockHeader::ENCODED_LEN);
+        assert_eq!(&bytes[..4], &[1, 0, 0, 0]);
+        assert_eq!(&bytes[12..], &header.encoded()[..]);
+        assert_eq!(
+            &encode(&SyncResponse::Blocks(Vec::new()))[..4],
+            &[3, 0, 0, 0]
         );
     }
 
@@ -436,14 +510,14 @@ mod tests {
         // A transfer without a memo is 152 bytes (encoding.md).
         assert_eq!(response[12..].len(), 2 * 152);
         assert_eq!(&response[12..12 + 152], &encode(&txs[0])[..]);
-        // The older variants keep their tags.
-        let get_blocks = SyncRequest::GetBlocks {
+        // The header variants carry tag 1.
+        let get_headers = SyncRequest::GetHeaders {
             locator: Vec::new(),
-            max_blocks: 1,
+            max_headers: 1,
         };
-        assert_eq!(&encode(&get_blocks)[..4], &[1, 0, 0, 0]);
+        assert_eq!(&encode(&get_headers)[..4], &[1, 0, 0, 0]);
         assert_eq!(
-            &encode(&SyncResponse::Blocks(Vec::new()))[..4],
+            &encode(&SyncResponse::Headers(Vec::new()))[..4],
             &[1, 0, 0, 0]
         );
     }

@@ -66,7 +66,7 @@ impl NodeState {
             peer_id: peer.to_string(),
         });
         self.mempool_fetches.disconnected(&peer);
-        let actions = self.sync.peer_left(&peer, self.local(), now);
+        let actions = self.sync.peer_left(&peer, &self.chain, now);
         self.apply_sync(actions);
     }
 

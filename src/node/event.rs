@@ -55,7 +55,7 @@ pub enum Event {
         /// `local`, or the id of the peer that sent it.
         source: String,
     },
-    /// Fetching blocks from a peer with more work began.
+    /// Downloading a peer's chain with more work began (its headers came first).
     SyncStarted {
         /// The peer.
         peer_id: String,
@@ -64,13 +64,25 @@ pub enum Event {
         /// The height the peer claimed.
         to_height: u64,
     },
+    /// A long sync moved on (at most about once a second): blocks it connects are reported
+    /// here, not one `block_accepted` each.
+    SyncProgress {
+        /// The peer whose chain is being downloaded.
+        peer_id: String,
+        /// Our height now.
+        height: u64,
+        /// The height of the chain being downloaded.
+        target: u64,
+        /// Blocks connected per second since the last report.
+        blocks_per_s: u64,
+    },
     /// The node stopped because something it cannot go on without failed (a store commit):
     /// it announces nothing it has not stored, so it halts instead.
     NodeHalted {
         /// What failed.
         reason: String,
     },
-    /// Fetching blocks from a peer ended with everything it had.
+    /// The download ended: no peer shows more work than our chain.
     SyncFinished {
         /// The peer.
         peer_id: String,

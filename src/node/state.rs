@@ -20,7 +20,7 @@ use super::event::Event;
 use super::mempool_fetch::MempoolFetches;
 use super::mining::Miner;
 use super::peers::{split_peer_id, Offence, PeerBook};
-use super::sync::{Local, SyncManager};
+use super::sync::SyncManager;
 use super::sync_io::Pending;
 use super::NodeError;
 use crate::ledger::pow::MiningOutcome;
@@ -41,6 +41,8 @@ pub(super) enum Source {
     Mined,
     Local,
     Peer(PeerId),
+    /// Downloaded by the sync: reported by progress events, not block by block.
+    Sync,
 }
 
 impl Source {
@@ -50,6 +52,7 @@ impl Source {
             Source::Mined => "mined".to_string(),
             Source::Local => "local".to_string(),
             Source::Peer(peer) => peer.to_string(),
+            Source::Sync => "sync".to_string(),
         }
     }
 }
@@ -137,6 +140,7 @@ impl NodeState {
             }
         }
         let network = chain.genesis_hash().into();
+        let sync = SyncManager::new(params.clone());
         let state = NodeState {
             params,
             chain,
@@ -147,7 +151,7 @@ impl NodeState {
             peer_id,
             events,
             book,
-            sync: SyncManager::new(),
+            sync,
             mempool_fetches: MempoolFetches::new(),
             requests: HashMap::new(),
             next_request: 0,
@@ -296,7 +300,7 @@ impl NodeState {
             self.push(NetCommand::CloseConnection(connection));
         }
         self.dial_due(now);
-        let actions = self.sync.tick(self.local(), now);
+        let actions = self.sync.tick(&self.chain, now);
         self.apply_sync(actions);
         self.fetch_due_mempools();
         if now >= self.next_status_poll {
@@ -313,14 +317,6 @@ impl NodeState {
         debug!(?event, "event");
         self.metrics.observe_event(&event);
         let _ = self.events.send(event);
-    }
-
-    /// Our chain as the sync decisions need it.
-    pub(super) fn local(&self) -> Local {
-        Local {
-            height: self.chain.height(),
-            work: self.chain.total_work(),
-        }
     }
 
     /// Our status, as sent to peers.
@@ -371,7 +367,12 @@ impl NodeState {
                     fork_height: change.fork_height,
                 });
             }
-            for block in &change.connected {
+            let reported = if matches!(source, Source::Sync) {
+                &change.connected[..0]
+            } else {
+                &change.connected[..]
+            };
+            for block in reported {
                 self.emit(Event::BlockAccepted {
                     height: block.height(),
                     hash: block.block_hash(),

@@ -2,9 +2,10 @@
 //!
 //! The decisions of when to sync and from whom live in [`super::sync`] and
 //! [`super::mempool_fetch`]; this room carries them out: status exchange (a peer on another
-//! genesis is banned), `GetBlocks` requests built from the chain's locator and their batches
-//! offered to the chain in order, `GetMempool` requests and their transactions taken as if
-//! gossiped, and our answers to the same three requests, capped. Every outbound request is
+//! genesis is banned), `GetHeaders` requests built from the chain's locator, `GetBlocks`
+//! requests for the bodies the sync wants and the batches it hands back offered to the chain
+//! at once (one store commit per batch), `GetMempool` requests and their transactions taken as
+//! if gossiped, and our answers to the four requests, capped. Every outbound request is
 //! remembered by its [`RequestId`] until its answer or failure arrives; an answer of the wrong
 //! kind or garbage is the peer's offence.
 
@@ -16,11 +17,12 @@ use tracing::{debug, info, warn};
 use super::event::Event;
 use super::peers::Offence;
 use super::state::{now_ms, Applied, NodeState, Source};
-use super::sync::{Batch, PeerTip, SyncAction};
-use crate::ledger::{Block, BlockError, BlockHash, Transaction};
+use super::sync::{ChainView, Connected, Local, PeerTip, Refused, RefusedKind, SyncAction, Ticket};
+use crate::ledger::chain::Anchor;
+use crate::ledger::{Block, BlockError, BlockHash, Chain, Transaction};
 use crate::net::protocol::{
-    Status, SyncRequest, SyncResponse, MAX_BLOCKS_PER_RESPONSE, MAX_LOCATOR_LEN,
-    MAX_TXS_PER_RESPONSE, RESPONSE_BLOCK_BYTES, RESPONSE_TX_BYTES,
+    Status, SyncRequest, SyncResponse, MAX_BLOCKS_PER_REQUEST, MAX_HEADERS_PER_RESPONSE,
+    MAX_LOCATOR_LEN, MAX_TXS_PER_RESPONSE, RESPONSE_BLOCK_BYTES, RESPONSE_TX_BYTES,
 };
 use crate::net::{Acceptance, InboundToken, NetCommand, RequestFailure, RequestId};
 
@@ -28,18 +30,31 @@ use crate::net::{Acceptance, InboundToken, NetCommand, RequestFailure, RequestId
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Pending {
     Status,
-    Blocks,
+    Headers(Ticket),
+    Blocks(Ticket),
     Mempool,
+}
+
+impl ChainView for Chain {
+    fn has_block(&self, hash: &BlockHash) -> bool {
+        self.block(hash).is_some()
+    }
+
+    fn anchor(&self, hash: &BlockHash) -> Option<Anchor> {
+        Chain::anchor(self, hash)
+    }
+
+    fn local(&self) -> Local {
+        Local {
+            height: self.height(),
+            work: self.total_work(),
+        }
+    }
 }
 
 impl NodeState {
     /// Sends `request` to `peer`, remembering what it was.
-    fn send_request(&mut self, peer: PeerId, request: SyncRequest) -> RequestId {
-        let pending = match request {
-            SyncRequest::Status(_) => Pending::Status,
-            SyncRequest::GetBlocks { .. } => Pending::Blocks,
-            SyncRequest::GetMempool { .. } => Pending::Mempool,
-        };
+    fn send_request(&mut self, peer: PeerId, request: SyncRequest, pending: Pending) -> RequestId {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         self.requests.insert(id, pending);
@@ -50,7 +65,7 @@ impl NodeState {
     /// Sends our status to `peer`; its answer is its own.
     pub(super) fn send_status(&mut self, peer: PeerId) -> RequestId {
         let request = SyncRequest::Status(self.status());
-        self.send_request(peer, request)
+        self.send_request(peer, request, Pending::Status)
     }
 
     /// A peer asked us something: answer it.
@@ -70,14 +85,16 @@ impl NodeState {
                 self.on_peer_status(peer, status);
                 SyncResponse::Status(self.status())
             }
-            SyncRequest::GetBlocks {
+            SyncRequest::GetHeaders {
                 locator,
-                max_blocks,
+                max_headers,
             } => {
-                let max = max_blocks.min(MAX_BLOCKS_PER_RESPONSE) as usize;
-                let blocks = self
-                    .chain
-                    .blocks_after_locator(&locator, max, RESPONSE_BLOCK_BYTES);
+                let max = max_headers.min(MAX_HEADERS_PER_RESPONSE) as usize;
+                SyncResponse::Headers(self.chain.headers_after_locator(&locator, max))
+            }
+            SyncRequest::GetBlocks { hashes } => {
+                let hashes = &hashes[..hashes.len().min(MAX_BLOCKS_PER_REQUEST as usize)];
+                let blocks = self.chain.blocks_by_hash(hashes, RESPONSE_BLOCK_BYTES);
                 SyncResponse::Blocks(blocks.iter().map(|b| Block::clone(b)).collect())
             }
             SyncRequest::GetMempool { max_txs } => {
@@ -94,20 +111,28 @@ impl NodeState {
         request: RequestId,
         response: SyncResponse,
     ) {
+        let now = Instant::now();
         match (self.requests.remove(&request), response) {
             (Some(Pending::Status), SyncResponse::Status(status)) => {
                 self.on_peer_status(peer, status);
             }
-            (Some(Pending::Blocks), SyncResponse::Blocks(blocks)) => self.on_blocks(peer, blocks),
-            (Some(Pending::Mempool), SyncResponse::Mempool(txs)) => self.on_mempool(peer, txs),
-            (Some(Pending::Blocks), _) => {
-                let actions = self.sync.request_failed(
-                    peer,
-                    Offence::BadResponse,
-                    self.local(),
-                    Instant::now(),
-                );
+            (Some(Pending::Headers(ticket)), SyncResponse::Headers(headers)) => {
+                let actions = self
+                    .sync
+                    .headers(peer, ticket, headers, &self.chain, now_ms(), now);
                 self.apply_sync(actions);
+            }
+            (Some(Pending::Blocks(ticket)), SyncResponse::Blocks(blocks)) => {
+                let actions = self.sync.blocks(peer, ticket, blocks, &self.chain, now);
+                self.apply_sync(actions);
+            }
+            (Some(Pending::Mempool), SyncResponse::Mempool(txs)) => self.on_mempool(peer, txs),
+            (Some(Pending::Headers(ticket) | Pending::Blocks(ticket)), _) => {
+                let actions = self
+                    .sync
+                    .request_failed(peer, ticket, false, &self.chain, now);
+                self.apply_sync(actions);
+                self.penalise(peer, Offence::BadResponse);
             }
             (Some(Pending::Status | Pending::Mempool), _) => {
                 self.penalise(peer, Offence::BadResponse);
@@ -116,8 +141,8 @@ impl NodeState {
         }
     }
 
-    /// One of our requests failed: a failed block request ends the sync with that peer; any
-    /// garbage answer is the peer's offence.
+    /// One of our requests failed: garbage is the peer's offence; no answer at all (a closed
+    /// connection or stream) is not, and a real timeout is charged by the sync's own clock.
     pub(super) fn on_sync_failure(
         &mut self,
         peer: PeerId,
@@ -126,15 +151,10 @@ impl NodeState {
     ) {
         let garbage = failure == RequestFailure::Garbage;
         match self.requests.remove(&request) {
-            Some(Pending::Blocks) => {
-                let offence = if garbage {
-                    Offence::Garbage
-                } else {
-                    Offence::Unresponsive
-                };
-                let actions = self
-                    .sync
-                    .request_failed(peer, offence, self.local(), Instant::now());
+            Some(Pending::Headers(ticket) | Pending::Blocks(ticket)) => {
+                let actions =
+                    self.sync
+                        .request_failed(peer, ticket, garbage, &self.chain, Instant::now());
                 self.apply_sync(actions);
             }
             Some(Pending::Status | Pending::Mempool) if garbage => {
@@ -157,7 +177,7 @@ impl NodeState {
             height: status.height,
             work: status.total_work,
         };
-        let actions = self.sync.peer_status(peer, tip, self.local(), now);
+        let actions = self.sync.peer_status(peer, tip, &self.chain, now);
         self.apply_sync(actions);
         if self
             .mempool_fetches
@@ -181,7 +201,7 @@ impl NodeState {
         let request = SyncRequest::GetMempool {
             max_txs: MAX_TXS_PER_RESPONSE,
         };
-        self.send_request(peer, request);
+        self.send_request(peer, request, Pending::Mempool);
     }
 
     /// Takes a peer's pending transactions as if each had been gossiped by it. The first one no
@@ -204,49 +224,32 @@ impl NodeState {
         debug!(%peer, offered, learned, "peer's pending transactions received");
     }
 
-    fn on_blocks(&mut self, peer: PeerId, blocks: Vec<Block>) {
-        let batch = self.import_batch(peer, blocks);
-        let actions = self.sync.batch(peer, batch, self.local(), Instant::now());
-        self.apply_sync(actions);
-    }
-
-    /// Offers a sync answer's blocks to the chain in order, checking that they link up.
-    fn import_batch(&mut self, peer: PeerId, blocks: Vec<Block>) -> Batch {
-        let count = blocks.len();
-        let bytes: usize = blocks.iter().map(Block::encoded_len).sum();
-        let full = count >= MAX_BLOCKS_PER_RESPONSE as usize
-            || bytes + self.params.max_block_bytes > RESPONSE_BLOCK_BYTES;
-        let mut last: Option<BlockHash> = None;
-        for block in blocks {
-            let hash = block.block_hash();
-            let linked = match last {
-                Some(prev) => block.header.prev_hash == prev,
-                None => self.chain.block(&block.header.prev_hash).is_some(),
+    /// Offers a batch the sync assembled to the chain at once, and commits it once.
+    fn connect_batch(&mut self, blocks: Vec<Block>) -> Connected {
+        let Some(first) = blocks.first() else {
+            return Connected::default();
+        };
+        // The branch being downloaded must survive pruning until it is complete.
+        self.chain.protect(Some(first.header.prev_hash));
+        let batch = self.chain.accept_blocks(blocks, now_ms());
+        let refused = batch.refused.map(|(hash, error)| {
+            let kind = match error {
+                BlockError::TimestampTooFarAhead { .. } => RefusedKind::Early,
+                _ if self.chain.is_known_invalid(&hash) => RefusedKind::Chain,
+                _ => RefusedKind::Body,
             };
-            if !linked {
-                return Batch::Invalid(Offence::BadResponse);
+            if kind != RefusedKind::Early {
+                warn!(%hash, %error, "invalid block in a sync batch");
+            } else {
+                debug!(%hash, %error, "sync stopped at a block from the future");
             }
-            match self.chain.accept_block(block, now_ms()) {
-                Ok(accepted) => match self.apply_accepted(accepted, Source::Peer(peer)) {
-                    Applied::Stored => {}
-                    Applied::OfferedInvalid => return Batch::Invalid(Offence::InvalidBlock),
-                    Applied::Halted => return Batch::Empty,
-                },
-                Err(error @ BlockError::TimestampTooFarAhead { .. }) => {
-                    debug!(%peer, %error, "sync stopped at a block from the future");
-                    return Batch::Invalid(Offence::FalseStatus);
-                }
-                Err(error) => {
-                    warn!(%peer, %error, "invalid block in sync answer");
-                    return Batch::Invalid(Offence::InvalidBlock);
-                }
-            }
-            last = Some(hash);
+            Refused { hash, kind }
+        });
+        let invalid = batch.accepted.invalid.iter().map(|(h, _)| *h).collect();
+        if self.apply_accepted(batch.accepted, Source::Sync) == Applied::Halted {
+            return Connected::default();
         }
-        match last {
-            Some(last) => Batch::Blocks { count, full, last },
-            None => Batch::Empty,
-        }
+        Connected { refused, invalid }
     }
 
     /// Carries out the sync state machine's decisions, in order.
@@ -265,17 +268,52 @@ impl NodeState {
                         to_height,
                     });
                 }
-                SyncAction::Request { peer, cursor } => {
-                    let mut locator: Vec<BlockHash> = cursor.into_iter().collect();
+                SyncAction::RequestHeaders {
+                    peer,
+                    ticket,
+                    after,
+                } => {
+                    let mut locator: Vec<BlockHash> = after.into_iter().collect();
                     locator.extend(self.chain.locator());
                     locator.truncate(MAX_LOCATOR_LEN);
-                    let request = SyncRequest::GetBlocks {
+                    let request = SyncRequest::GetHeaders {
                         locator,
-                        max_blocks: MAX_BLOCKS_PER_RESPONSE,
+                        max_headers: MAX_HEADERS_PER_RESPONSE,
                     };
-                    self.send_request(peer, request);
+                    self.send_request(peer, request, Pending::Headers(ticket));
+                }
+                SyncAction::RequestBlocks {
+                    peer,
+                    ticket,
+                    hashes,
+                } => {
+                    let request = SyncRequest::GetBlocks { hashes };
+                    self.send_request(peer, request, Pending::Blocks(ticket));
+                }
+                SyncAction::Connect { blocks } => {
+                    if self.halted().is_some() {
+                        return;
+                    }
+                    let outcome = self.connect_batch(blocks);
+                    let actions = self.sync.connected(outcome, &self.chain, Instant::now());
+                    self.apply_sync(actions);
+                }
+                SyncAction::Progress {
+                    peer,
+                    height,
+                    target,
+                    blocks_per_s,
+                } => {
+                    info!(%peer, height, target, blocks_per_s, "sync progress");
+                    self.emit(Event::SyncProgress {
+                        peer_id: peer.to_string(),
+                        height,
+                        target,
+                        blocks_per_s,
+                    });
                 }
                 SyncAction::Finished { peer, from_height } => {
+                    self.chain.protect(None);
                     let to_height = self.chain.height();
                     info!(%peer, from_height, to_height, "sync finished");
                     self.emit(Event::SyncFinished {
@@ -285,8 +323,8 @@ impl NodeState {
                     });
                     self.fetch_due_mempools();
                 }
-                SyncAction::Failed { peer, offence } => {
-                    info!(%peer, ?offence, "sync failed");
+                SyncAction::Penalise { peer, offence } => {
+                    info!(%peer, ?offence, "sync peer misbehaved");
                     self.penalise(peer, offence);
                 }
             }
@@ -379,8 +417,27 @@ mod tests {
         assert!(matches!(asked[..], [(_, SyncRequest::GetMempool { .. })]));
     }
 
+    /// Answers the node's one request of `kind` to `peer` with `response`.
+    fn answer_request(
+        node: &mut TestNode,
+        peer: libp2p::PeerId,
+        pick: impl Fn(&SyncRequest) -> bool,
+        response: SyncResponse,
+    ) -> Vec<NetCommand> {
+        let asked = request_ids(&node.commands());
+        let Some((id, _)) = asked.iter().find(|(_, r)| pick(r)) else {
+            panic!("no such request: {asked:?}");
+        };
+        node.feed(NetEvent::SyncAnswered {
+            peer,
+            request: *id,
+            response,
+        });
+        node.commands()
+    }
+
     #[test]
-    fn blocks_answered_to_our_sync_request_join_the_chain_and_finish_the_sync() {
+    fn headers_then_bodies_answered_to_our_sync_join_the_chain_and_finish_the_sync() {
         let mut node = TestNode::new();
         let peer = node.connected_peer();
         let params = node.state.params.clone();
@@ -391,11 +448,19 @@ mod tests {
             message: crate::net::MessageToken(vec![1]),
             block: two.clone(),
         });
-        let asked = request_ids(&node.commands());
-        let [(id, SyncRequest::GetBlocks { .. })] = asked[..] else {
-            panic!("a block request: {asked:?}");
-        };
         node.emitted();
+        let headers = vec![one.header.clone(), two.header.clone()];
+        let next = answer_request(
+            &mut node,
+            peer,
+            |r| matches!(r, SyncRequest::GetHeaders { .. }),
+            SyncResponse::Headers(headers),
+        );
+        let asked = request_ids(&next);
+        let Some((id, SyncRequest::GetBlocks { hashes })) = asked.first().cloned() else {
+            panic!("a block request after the headers: {asked:?}");
+        };
+        assert_eq!(hashes, vec![one.block_hash(), two.block_hash()]);
         node.feed(NetEvent::SyncAnswered {
             peer,
             request: id,
@@ -404,13 +469,23 @@ mod tests {
         assert_eq!(node.state.chain.tip(), two.block_hash());
         let emitted = node.emitted();
         assert!(matches!(
+            emitted[0],
+            Event::SyncStarted { to_height: 2, .. }
+        ));
+        assert!(
+            !emitted
+                .iter()
+                .any(|e| matches!(e, Event::BlockAccepted { .. })),
+            "synced blocks are not reported one by one: {emitted:?}"
+        );
+        assert!(matches!(
             emitted.last(),
             Some(Event::SyncFinished { to_height: 2, .. })
         ));
     }
 
     #[test]
-    fn a_garbage_answer_to_a_block_request_fails_the_sync_and_costs_the_peer() {
+    fn a_garbage_answer_to_a_headers_request_costs_the_peer() {
         let mut node = TestNode::new();
         let peer = node.connected_peer();
         let params = node.state.params.clone();
@@ -422,18 +497,45 @@ mod tests {
             block: two,
         });
         let asked = request_ids(&node.commands());
-        let [(id, _)] = asked[..] else {
-            panic!("a block request: {asked:?}");
+        let Some((id, _)) = asked
+            .iter()
+            .find(|(_, r)| matches!(r, SyncRequest::GetHeaders { .. }))
+        else {
+            panic!("a headers request: {asked:?}");
         };
         node.feed(NetEvent::SyncFailed {
             peer,
-            request: id,
+            request: *id,
             failure: RequestFailure::Garbage,
         });
-        assert_eq!(node.state.sync.active_peer(), None);
+        assert!(!node.state.sync.is_busy());
         assert_eq!(
             node.state.book.get(&peer).map(|e| e.score()),
             Some(BAN_SCORE / 2)
         );
+    }
+
+    #[test]
+    fn a_peer_that_disconnects_mid_request_is_not_charged() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        let one = mined_child(&params, &params.genesis(), Address([7; 20]), params.reward);
+        let two = mined_child(&params, &one, Address([7; 20]), params.reward);
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: crate::net::MessageToken(vec![1]),
+            block: two,
+        });
+        let asked = request_ids(&node.commands());
+        let Some((id, _)) = asked.first() else {
+            panic!("a request");
+        };
+        node.feed(NetEvent::SyncFailed {
+            peer,
+            request: *id,
+            failure: RequestFailure::NoAnswer,
+        });
+        assert_eq!(node.state.book.get(&peer).map(|e| e.score()), Some(0));
     }
 }

@@ -49,8 +49,8 @@ pub enum PeerEvent {
         /// Its payload.
         data: Vec<u8>,
     },
-    /// A sync request arrived; `kind` is `status`, `get_blocks`, `get_mempool` or
-    /// `undecodable`.
+    /// A sync request arrived; `kind` is `status`, `get_headers`, `get_blocks`, `get_mempool`
+    /// or `undecodable`.
     Request {
         /// Who asked.
         peer: PeerId,
@@ -63,7 +63,7 @@ pub enum PeerEvent {
     Answered(Result<Vec<u8>, String>),
 }
 
-/// How the peer answers `GetBlocks`.
+/// How the peer answers `GetBlocks` (or `GetHeaders`).
 #[derive(Debug, Clone)]
 pub enum BlocksAnswer {
     /// These raw bytes (garbage, oversized, or an encoded `SyncResponse`).
@@ -75,6 +75,8 @@ pub enum BlocksAnswer {
 /// What a raw peer is, beyond its status and its answer to `GetBlocks`.
 #[derive(Debug, Clone)]
 pub struct RawOptions {
+    /// How it answers `GetHeaders` (by default an empty `Headers` answer: nothing after ours).
+    pub headers: BlocksAnswer,
     /// The bytes it answers `GetMempool` with (by default an empty `Mempool` answer).
     pub mempool: Vec<u8>,
     /// Its identity (by default a fresh one), so that a test can come back as the same peer.
@@ -84,6 +86,7 @@ pub struct RawOptions {
 impl Default for RawOptions {
     fn default() -> Self {
         Self {
+            headers: BlocksAnswer::Bytes(encode(&SyncResponse::Headers(Vec::new()))),
             mempool: encode(&SyncResponse::Mempool(Vec::new())),
             keypair: identity::Keypair::generate_ed25519(),
         }
@@ -198,6 +201,7 @@ impl RawPeer {
         options: RawOptions,
     ) -> RawPeer {
         let RawOptions {
+            headers,
             mempool: mempool_bytes,
             keypair,
         } = options;
@@ -337,6 +341,18 @@ impl RawPeer {
                                             BlocksAnswer::Hang => parked.push(channel),
                                         }
                                         "get_blocks"
+                                    }
+                                    Ok(SyncRequest::GetHeaders { .. }) => {
+                                        match &headers {
+                                            BlocksAnswer::Bytes(b) => {
+                                                let _ = swarm
+                                                    .behaviour_mut()
+                                                    .sync
+                                                    .send_response(channel, b.clone());
+                                            }
+                                            BlocksAnswer::Hang => parked.push(channel),
+                                        }
+                                        "get_headers"
                                     }
                                     Ok(SyncRequest::GetMempool { .. }) => {
                                         let _ = swarm

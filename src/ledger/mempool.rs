@@ -945,7 +945,7 @@ mod tests {
         assert_eq!(
             chain.accept_block(block, now + 1).err(),
             Some(BlockError::Transaction {
-                index: 1,
+                index: 0,
                 source: TxError::BadSignature
             })
         );

@@ -7,11 +7,14 @@
 use std::time::Duration;
 
 use libp2p::connection_limits::{self, ConnectionLimits};
+use libp2p::core::upgrade;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
+use libp2p::Transport;
 use libp2p::{gossipsub, identify, identity, mdns, noise, ping, request_response, tcp, yamux};
 use sha2::{Digest, Sha256};
 
+use super::muxer::CloseBounded;
 use super::protocol::{
     max_gossip_bytes, RequestFrame, SyncCodec, SyncResponse, IDENTIFY_PROTOCOL, SYNC_PROTOCOL,
 };
@@ -19,6 +22,10 @@ use crate::ledger::NetworkParams;
 
 /// How long a sync request may go unanswered before it fails.
 pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection may take from its first byte to a negotiated muxer: a dial into a
+/// network that no longer reaches the peer fails within this, so the next re-dial can go out.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How often a peer is pinged; a failed ping closes the connection.
 pub const PING_INTERVAL: Duration = Duration::from_secs(2);
@@ -154,11 +161,19 @@ pub fn build_swarm(
     let codec = SyncCodec::new(params);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
+        // TCP + noise + yamux as `with_tcp` builds them, plus two bounds that let a node notice
+        // a vanished peer and reach it again quickly: a handshake timeout for dials into a dead
+        // network, and a bounded close for connections to a peer that stopped answering.
+        .with_other_transport(|key| {
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                    .upgrade(upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux::Config::default())
+                    .timeout(HANDSHAKE_TIMEOUT)
+                    .map(|(peer, muxer), _| (peer, CloseBounded::new(muxer))),
+            )
+        })
         .map_err(|e| NetError::Transport(e.to_string()))?
         .with_behaviour(|key| {
             let peer_id = key.public().to_peer_id();

@@ -9,12 +9,14 @@
 //! Layout:
 //! - [`protocol`]: topic names, sync messages, size caps and the request-response codec
 //! - [`behaviour`]: the combined libp2p behaviour and swarm construction
+//! - [`muxer`]: a muxer wrapper that bounds how long closing a dead connection takes
 //! - [`interface`]: the typed events, commands and ids between the network and the node
 //! - [`network`]: the [`Network`] that owns the swarm and translates both ways
 //! - [`unannounced`]: gossip held back until a peer subscribes to its topic
 
 pub mod behaviour;
 pub mod interface;
+pub mod muxer;
 pub mod network;
 pub mod protocol;
 pub mod unannounced;

@@ -22,6 +22,13 @@ pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest re-dial delay: a peer that comes back is reconnected within this.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
+/// Re-dial delay for a proven peer seen within [`RECENTLY`]: after a partition heals,
+/// the two sides are connected again within about this (plus a tick), to agree on one chain quickly.
+pub const RECENT_MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long after its last connection a proven peer is re-dialed at the faster pace.
+pub const RECENTLY: Duration = Duration::from_secs(300);
+
 /// Score at which a peer is banned.
 pub const BAN_SCORE: u32 = 100;
 
@@ -335,6 +342,7 @@ impl PeerBook {
         if entry.connections.remove(&connection).is_none() || entry.is_connected() {
             return false;
         }
+        entry.last_seen = Some(now);
         entry.next_dial = Some(now + INITIAL_BACKOFF);
         true
     }
@@ -350,8 +358,18 @@ impl PeerBook {
             if entry.is_connected() || banned || !due || entry.dial_addrs.is_empty() {
                 continue;
             }
+            let recent = entry.proven
+                && entry
+                    .last_seen
+                    .is_some_and(|t| now.saturating_duration_since(t) < RECENTLY);
+            let cap = if recent {
+                RECENT_MAX_BACKOFF
+            } else {
+                MAX_BACKOFF
+            };
+            entry.backoff = entry.backoff.min(cap);
             entry.next_dial = Some(now + entry.backoff);
-            entry.backoff = (entry.backoff * 2).min(MAX_BACKOFF);
+            entry.backoff = (entry.backoff * 2).min(cap);
             dials.push(Dial::Peer(*peer, entry.dial_addrs.clone()));
         }
         let pending: HashSet<usize> = self.pending_bootstrap.values().copied().collect();
@@ -370,13 +388,31 @@ impl PeerBook {
         }
     }
 
-    /// Connections silent for [`SILENCE_LIMIT`]: the caller closes them.
+    /// Connections of peers silent for [`SILENCE_LIMIT`] on every connection: the caller
+    /// closes them. A peer is alive while any of its connections answers pings: libp2p pings
+    /// only some of a pair's simultaneous connections once both sides dialed at the same time,
+    /// and closing such an unpinged twin cut live peers off while their miners were busy.
     pub fn silent_connections(&self, now: Instant) -> Vec<ConnectionId> {
-        self.last_pong
-            .iter()
-            .filter(|(_, last)| now.saturating_duration_since(**last) >= SILENCE_LIMIT)
-            .map(|(c, _)| *c)
-            .collect()
+        let silent = |c: &ConnectionId| {
+            self.last_pong
+                .get(c)
+                .is_some_and(|last| now.saturating_duration_since(*last) >= SILENCE_LIMIT)
+        };
+        let mut owned = HashSet::new();
+        let mut dead = Vec::new();
+        for entry in self.peers.values() {
+            owned.extend(entry.connections.keys().copied());
+            if entry.connections.keys().all(silent) {
+                dead.extend(entry.connections.keys().copied());
+            }
+        }
+        // Connections the book holds no peer for (a full book) are judged alone.
+        dead.extend(
+            self.last_pong
+                .keys()
+                .filter(|c| !owned.contains(*c) && silent(c)),
+        );
+        dead
     }
 
     /// Notes a peer's tip from its status (of our network): the peer has proved itself.
@@ -443,6 +479,51 @@ mod tests {
         format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()
     }
 
+    /// The delays between the re-dials `due_dials` hands out for `peer`, probing every 100 ms.
+    fn redial_gaps(
+        book: &mut PeerBook,
+        peer: PeerId,
+        from: Instant,
+        count: usize,
+    ) -> Vec<Duration> {
+        let (mut last, mut gaps, mut t) = (from, Vec::new(), from);
+        while gaps.len() < count {
+            t += Duration::from_millis(100);
+            if book
+                .due_dials(t)
+                .iter()
+                .any(|d| matches!(d, Dial::Peer(p, _) if *p == peer))
+            {
+                gaps.push(t - last);
+                last = t;
+            }
+        }
+        gaps
+    }
+
+    #[test]
+    fn a_proven_peer_that_just_left_is_redialed_every_second() {
+        let mut book = PeerBook::new();
+        let (proven, stranger) = (PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        let c = ConnectionId::new_unchecked(1);
+        book.connected_to(proven, c, addr(1), true, now);
+        book.set_status(&proven, 5, BlockHash([1; 32]), now);
+        book.disconnected(&proven, c, now);
+        let gaps = redial_gaps(&mut book, proven, now, 6);
+        assert!(gaps.iter().all(|g| *g <= RECENT_MAX_BACKOFF), "{gaps:?}");
+
+        let c = ConnectionId::new_unchecked(2);
+        book.connected_to(stranger, c, addr(2), true, now);
+        book.disconnected(&stranger, c, now);
+        let gaps = redial_gaps(&mut book, stranger, now, 6);
+        assert!(
+            gaps.last().is_some_and(|g| *g > RECENT_MAX_BACKOFF),
+            "{gaps:?}"
+        );
+        assert!(gaps.iter().all(|g| *g <= MAX_BACKOFF), "{gaps:?}");
+    }
+
     #[test]
     fn a_discovered_peer_is_dialed_once_until_its_backoff_passes() {
         let mut book = PeerBook::new();
@@ -485,7 +566,7 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_without_pongs_is_reported_silent_and_a_pong_revives_it() {
+    fn a_peer_without_pongs_on_any_connection_is_reported_silent_and_a_pong_revives_it() {
         let mut book = PeerBook::new();
         let peer = PeerId::random();
         let (c1, c2) = (
@@ -496,10 +577,18 @@ mod tests {
         book.connected_to(peer, c1, addr(1), true, now);
         book.connected_to(peer, c2, addr(1), false, now);
         let later = now + SILENCE_LIMIT;
+        let mut both = book.silent_connections(later);
+        both.sort();
+        assert_eq!(both, vec![c1, c2]);
+        // One answering connection keeps the peer, and its unpinged twin, alive.
         book.pong(c2, later - Duration::from_secs(1));
-        assert_eq!(book.silent_connections(later), vec![c1]);
-        book.disconnected(&peer, c1, later);
         assert!(book.silent_connections(later).is_empty());
+        let much_later = later + SILENCE_LIMIT;
+        let mut both = book.silent_connections(much_later);
+        both.sort();
+        assert_eq!(both, vec![c1, c2]);
+        book.disconnected(&peer, c1, much_later);
+        assert_eq!(book.silent_connections(much_later), vec![c2]);
     }
 
     #[test]

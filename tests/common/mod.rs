@@ -217,7 +217,7 @@ impl TestNode {
         let tail = Arc::clone(&stderr_tail);
         thread::Builder::new()
             .name(format!("{label}-stderr"))
-            .spawn(move || read_stderr(stderr, tail))
+            .spawn(move || read_stderr(&label, stderr, tail))
             .expect("spawn stderr reader");
 
         self.running = Some(Running {
@@ -721,14 +721,26 @@ fn read_stdout(stdout: impl Read, tx: mpsc::Sender<Line>) {
     }
 }
 
-fn read_stderr(stderr: impl Read, tail: Arc<Mutex<VecDeque<String>>>) {
+/// Keeps the last lines of a node's stderr; with `E2E_LOG_DIR` set, also appends every line to
+/// `<E2E_LOG_DIR>/<label>.log`, for reading a whole run afterwards.
+fn read_stderr(label: &str, stderr: impl Read, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut reader = BufReader::new(stderr);
     let mut buf = Vec::new();
+    let mut copy = std::env::var_os("E2E_LOG_DIR").and_then(|dir| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(std::path::Path::new(&dir).join(format!("{label}.log")))
+            .ok()
+    });
     loop {
         buf.clear();
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) | Err(_) => return,
             Ok(_) => {
+                if let Some(file) = copy.as_mut() {
+                    let _ = file.write_all(&buf);
+                }
                 if let Ok(mut t) = tail.lock() {
                     t.push_back(String::from_utf8_lossy(&buf).trim_end().to_string());
                     while t.len() > STDERR_TAIL {
@@ -931,12 +943,17 @@ impl Lan {
 
     /// Starts a node on host `i` with mDNS on, listening on every interface of its namespace.
     pub fn start_node(&self, i: usize, label: &str, network: &str) -> TestNode {
-        assert!(i < self.hosts);
         let opts = NodeOptions {
             mdns: true,
             listen: "/ip4/0.0.0.0/tcp/0".to_string(),
             ..NodeOptions::loopback(network)
         };
+        self.start_node_with(i, label, opts)
+    }
+
+    /// Starts a node on host `i` inside its namespace with the options given.
+    pub fn start_node_with(&self, i: usize, label: &str, opts: NodeOptions) -> TestNode {
+        assert!(i < self.hosts);
         let launcher = vec![
             "ip".to_string(),
             "netns".to_string(),

@@ -676,6 +676,27 @@ impl TestNode {
         self.spawn();
     }
 
+    /// Runs `gossipchain <subcommand>` (such as `verify`) on this node's data directory and
+    /// network, with `--json`, while the node is stopped; returns its exit status and output.
+    #[track_caller]
+    pub fn maintain(&mut self, subcommand: &str) -> std::process::Output {
+        if self.is_alive() {
+            self.fail(&format!("{subcommand} needs the node stopped"));
+        }
+        self.running = None;
+        let output = Command::new(binary())
+            .arg("--json")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--network", &self.opts.network])
+            .args(["--difficulty", &self.opts.difficulty.to_string()])
+            .arg(subcommand)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{}: cannot run {subcommand}: {e}", self.label));
+        output
+    }
+
     /// True while the process has not exited.
     pub fn is_alive(&mut self) -> bool {
         self.running

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 
 use crate::http::{HttpConfig, DEFAULT_HTTP_ADDR};
@@ -19,7 +19,7 @@ use crate::node::NodeConfig;
 pub struct Cli {
     /// Directory for the chain database and the node key
     /// [default: <user data dir>/gossipchain/<network>]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
     /// Address to listen on; repeat for several
@@ -39,11 +39,11 @@ pub struct Cli {
     pub no_mdns: bool,
 
     /// Network name; nodes only talk to nodes of the same network (name and difficulty)
-    #[arg(long, value_name = "NAME", default_value = "devnet")]
+    #[arg(long, value_name = "NAME", default_value = "devnet", global = true)]
     pub network: String,
 
     /// Proof-of-work difficulty in leading zero bits (part of the network's identity)
-    #[arg(long, value_name = "BITS", default_value_t = DEFAULT_DIFFICULTY)]
+    #[arg(long, value_name = "BITS", default_value_t = DEFAULT_DIFFICULTY, global = true)]
     pub difficulty: u32,
 
     /// Print one JSON object per stdout line (replies and events); logs go to stderr
@@ -72,6 +72,22 @@ pub struct Cli {
     /// (without one they are served to loopback clients only)
     #[arg(long, value_name = "TOKEN", value_parser = parse_token)]
     pub http_token: Option<String>,
+
+    /// A maintenance command on the data directory, run instead of the node
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Maintenance of a data directory, run instead of the node (which must not be running: the
+/// store is locked by one process at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Replay the stored main chain from genesis and check that the stored account state, undo
+    /// data, index and tip agree with it; exit status 1 with the first mismatch
+    Verify,
+    /// Rebuild the account state and undo data from the stored blocks: upgrades a data
+    /// directory of the old format, or repairs a damaged state
+    Reindex,
 }
 
 /// A token must be non-empty visible ASCII, as a header value needs.
@@ -210,6 +226,28 @@ mod tests {
         assert!(Cli::try_parse_from(["gossipchain", "--http", "1.2.3.4:1", "--no-http"]).is_err());
         assert!(Cli::try_parse_from(["gossipchain", "--http-token", ""]).is_err());
         assert!(Cli::try_parse_from(["gossipchain", "--http-token", "a b"]).is_err());
+    }
+
+    #[test]
+    fn maintenance_subcommands_take_the_directory_and_network_flags_on_either_side() {
+        let cli = Cli::try_parse_from(["gossipchain", "--data-dir", "/tmp/x", "verify"]).unwrap();
+        assert_eq!(cli.command, Some(Command::Verify));
+        let cli = Cli::try_parse_from([
+            "gossipchain",
+            "reindex",
+            "--data-dir",
+            "/tmp/y",
+            "--network",
+            "lab",
+            "--difficulty",
+            "8",
+        ])
+        .unwrap();
+        assert_eq!(cli.command, Some(Command::Reindex));
+        let config = cli.to_config().unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/y"));
+        assert_eq!(config.params.difficulty, 8);
+        assert_eq!(Cli::try_parse_from(["gossipchain"]).unwrap().command, None);
     }
 
     #[test]

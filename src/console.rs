@@ -15,8 +15,9 @@ use serde_json::{json, Map, Value};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::ledger::{Address, BlockHash};
+use crate::node::command::{DEFAULT_CHAIN_BLOCKS, MAX_CHAIN_REPLY_BLOCKS};
 use crate::node::event::{BlockView, TxView};
-use crate::node::{BlockQuery, CommandError, Event, NodeHandle};
+use crate::node::{BlockQuery, ChainWindow, CommandError, Event, NodeHandle};
 
 /// Longest line the console reads; longer lines are refused whole.
 pub const MAX_LINE_BYTES: usize = 4096;
@@ -53,8 +54,8 @@ pub enum ConsoleCommand {
     Mine(u64),
     /// Turn continuous mining on or off.
     Automine(bool),
-    /// Show the last blocks (all if `None`).
-    Chain(Option<u64>),
+    /// Show a window of the main chain.
+    Chain(ChainWindow),
     /// Show one block.
     Block(BlockQuery),
     /// Show a balance (this node's if `None`).
@@ -153,11 +154,25 @@ pub const COMMANDS: &[CommandSpec] = &[
         },
     },
     CommandSpec {
-        usage: "chain [count]",
-        about: "the last count blocks of the main chain (default all)",
+        usage: "chain [count|from..|from..to]",
+        about: "the last count blocks of the main chain (default 20), or heights from..to (both included); at most 1,000 blocks or about 1 MB per reply",
         parse: |a| {
+            let window = a.optional(0, |a| match a.get(0).split_once("..") {
+                Some((from, to)) => Ok(ChainWindow::Range {
+                    from: from
+                        .parse()
+                        .map_err(|_| format!("from must be a whole number, got '{}'", clip(from)))?,
+                    to: match to {
+                        "" => None,
+                        to => Some(to.parse().map_err(|_| {
+                            format!("to must be a whole number, got '{}'", clip(to))
+                        })?),
+                    },
+                }),
+                None => a.number(0, "count").map(ChainWindow::Latest),
+            })?;
             Ok(ConsoleCommand::Chain(
-                a.optional(0, |a| a.number(0, "count"))?,
+                window.unwrap_or(ChainWindow::Latest(DEFAULT_CHAIN_BLOCKS)),
             ))
         },
     },
@@ -655,9 +670,22 @@ pub async fn execute(handle: &NodeHandle, command: ConsoleCommand) -> Result<Ans
                 text: format!("automine {}", if on { "on" } else { "off" }),
             }
         }
-        ConsoleCommand::Chain(count) => {
-            let blocks = handle.chain(count).await?;
-            let mut text = String::new();
+        ConsoleCommand::Chain(window) => {
+            let page = handle.chain(window).await?;
+            let blocks = page.blocks;
+            let mut text = match (blocks.first(), blocks.last()) {
+                (Some(first), Some(last)) => format!(
+                    "heights {} to {} of a chain of {} block(s)\n",
+                    first.height, last.height, page.length
+                ),
+                _ => format!("no blocks there: the chain has {} block(s)\n", page.length),
+            };
+            if blocks.len() as u64 == MAX_CHAIN_REPLY_BLOCKS {
+                let _ = writeln!(
+                    text,
+                    "(at most {MAX_CHAIN_REPLY_BLOCKS} blocks per reply: ask for `chain from..to`)"
+                );
+            }
             for b in &blocks {
                 let _ = writeln!(
                     text,
@@ -671,7 +699,12 @@ pub async fn execute(handle: &NodeHandle, command: ConsoleCommand) -> Result<Ans
                 }
             }
             Answer {
-                fields: fields_of(json!({ "length": blocks.len(), "blocks": blocks })),
+                fields: fields_of(json!({
+                    "length": page.length,
+                    "from": page.from,
+                    "count": blocks.len(),
+                    "blocks": blocks,
+                })),
                 text,
             }
         }
@@ -880,8 +913,30 @@ mod tests {
             command("automine on"),
             Ok(Some(ConsoleCommand::Automine(true)))
         );
-        assert_eq!(command("chain"), Ok(Some(ConsoleCommand::Chain(None))));
-        assert_eq!(command("chain 3"), Ok(Some(ConsoleCommand::Chain(Some(3)))));
+        assert_eq!(
+            command("chain"),
+            Ok(Some(ConsoleCommand::Chain(ChainWindow::Latest(20))))
+        );
+        assert_eq!(
+            command("chain 3"),
+            Ok(Some(ConsoleCommand::Chain(ChainWindow::Latest(3))))
+        );
+        assert_eq!(
+            command("chain 5..9"),
+            Ok(Some(ConsoleCommand::Chain(ChainWindow::Range {
+                from: 5,
+                to: Some(9)
+            })))
+        );
+        assert_eq!(
+            command("chain 5.."),
+            Ok(Some(ConsoleCommand::Chain(ChainWindow::Range {
+                from: 5,
+                to: None
+            })))
+        );
+        assert!(command("chain ..9").is_err());
+        assert!(command("chain 5..x").is_err());
         assert_eq!(
             command("block 7"),
             Ok(Some(ConsoleCommand::Block(BlockQuery::Height(7))))

@@ -5,9 +5,10 @@ use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
 use clap::Parser;
-use gossipchain::cli::Cli;
+use gossipchain::cli::{Cli, Command};
 use gossipchain::console::{self, Output};
 use gossipchain::http::HttpServer;
+use gossipchain::ledger::Store;
 use gossipchain::node::Node;
 use tracing_subscriber::EnvFilter;
 
@@ -74,6 +75,46 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// Runs a maintenance command on the data directory and prints its one-line result.
+fn maintain(
+    command: &Command,
+    config: &gossipchain::node::NodeConfig,
+    json: bool,
+) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    let (verb, verified) = match command {
+        Command::Verify => {
+            let store = Store::open(dir, &config.params)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            let verified = store.verify().context("verify failed")?;
+            ("verified", verified)
+        }
+        Command::Reindex => {
+            let mut store = Store::open_for_reindex(dir, &config.params)
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            let verified = store.reindex().context("reindex failed")?;
+            ("reindexed", verified)
+        }
+    };
+    let line = if json {
+        serde_json::json!({
+            "ok": true,
+            "result": verb,
+            "height": verified.height,
+            "tip": verified.tip,
+            "accounts": verified.accounts,
+        })
+        .to_string()
+    } else {
+        format!(
+            "{verb}: main chain of height {} (tip {}) agrees with the stored state ({} accounts)",
+            verified.height, verified.tip, verified.accounts
+        )
+    };
+    println!("{line}");
+    Ok(())
+}
+
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = match &cli.log {
@@ -87,6 +128,9 @@ async fn run() -> anyhow::Result<()> {
         .init();
 
     let config = cli.to_config().context("bad configuration")?;
+    if let Some(command) = &cli.command {
+        return maintain(command, &config, cli.json);
+    }
     let data_dir = config.data_dir.clone();
     let (node, handle) = Node::start(config)
         .with_context(|| format!("cannot start the node in {}", data_dir.display()))?;

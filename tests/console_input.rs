@@ -183,6 +183,7 @@ fn replies_and_events_carry_the_documented_json_fields() {
     node.mine(1);
     let chain = node.ok("chain");
     assert_eq!(chain["length"], 3, "genesis and two blocks: {chain}");
+    assert_eq!(chain["from"], 0, "{chain}");
     let blocks = chain["blocks"].as_array().cloned().unwrap_or_default();
     assert_eq!(blocks.len(), 3);
     for (i, block) in blocks.iter().enumerate() {
@@ -235,5 +236,45 @@ fn replies_and_events_carry_the_documented_json_fields() {
         "{:?}",
         node.non_json_lines()
     );
+    node.quit(Duration::from_secs(10));
+}
+
+#[test]
+fn chain_shows_the_latest_twenty_blocks_by_default_and_caps_a_count_or_range_at_a_thousand() {
+    let mut node = TestNode::start("long", NodeOptions::loopback(&unique_network("chain-cap")));
+    node.ok_within("mine 1050", Duration::from_secs(120));
+    let length = 1_051;
+    let blocks =
+        |reply: &serde_json::Value| reply["blocks"].as_array().cloned().unwrap_or_default();
+
+    let latest = node.ok("chain");
+    assert_eq!(latest["length"], length, "{latest}");
+    assert_eq!(latest["from"], length - 20, "{latest}");
+    let shown = blocks(&latest);
+    assert_eq!(shown.len(), 20);
+    assert_eq!(shown[19]["height"], length - 1, "ends at the tip");
+
+    let many = node.ok("chain 5000");
+    assert_eq!(many["from"], length - 1_000, "the latest thousand");
+    assert_eq!(blocks(&many).len(), 1_000);
+
+    let range = node.ok("chain 0..");
+    assert_eq!(
+        (range["from"].clone(), range["length"].clone()),
+        (0.into(), length.into())
+    );
+    let shown = blocks(&range);
+    assert_eq!(shown.len(), 1_000, "capped");
+    assert_eq!(shown[999]["height"], 999);
+
+    let tail = node.ok("chain 1040..2000");
+    assert_eq!(tail["from"], 1_040);
+    let heights: Vec<_> = blocks(&tail).iter().map(|b| b["height"].clone()).collect();
+    assert_eq!(heights.first(), Some(&1_040.into()));
+    assert_eq!(heights.len(), 11);
+
+    let past = node.ok("chain 2000..");
+    assert_eq!(past["length"], length);
+    assert!(blocks(&past).is_empty());
     node.quit(Duration::from_secs(10));
 }

@@ -36,5 +36,5 @@ pub use hash::{Address, BlockHash, NetworkId, TxId};
 pub use mempool::{Mempool, MempoolError};
 pub use params::NetworkParams;
 pub use state::State;
-pub use store::{Store, StoreError};
+pub use store::{Store, StoreError, Verified};
 pub use transaction::{PublicKey, Transaction, TxError, MAX_MEMO_BYTES};

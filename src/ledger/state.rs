@@ -2,7 +2,8 @@
 //! produce.
 //!
 //! Applying a block is all or nothing, and undoing a block is the exact inverse of applying it,
-//! so the chain can walk back to a fork point without keeping undo records. Accounts that return
+//! so the chain can walk back to a fork point without keeping undo records; the store keeps
+//! undo records anyway ([`State::undo_data`]), so it can disconnect blocks it no longer holds. Accounts that return
 //! to zero balance and zero nonce are dropped, so equal histories give equal states.
 
 use std::collections::HashMap;
@@ -204,6 +205,33 @@ impl State {
         Ok(())
     }
 
+    /// A state holding exactly these accounts (zero accounts are left out), as the store
+    /// reads it back.
+    pub fn from_accounts(accounts: impl IntoIterator<Item = (Address, Account)>) -> Self {
+        Self {
+            accounts: accounts
+                .into_iter()
+                .filter(|(_, a)| *a != Account::default())
+                .collect(),
+        }
+    }
+
+    /// The accounts a block touches before it is applied: its undo data, from which
+    /// [`State::restore`] disconnects it without the block itself.
+    pub fn undo_data(&self, block: &Block) -> Vec<(Address, Account)> {
+        touched_addresses(block)
+            .into_iter()
+            .map(|a| (a, self.account(&a)))
+            .collect()
+    }
+
+    /// Puts back accounts as [`State::undo_data`] recorded them.
+    pub fn restore(&mut self, undo: &[(Address, Account)]) {
+        for (address, account) in undo {
+            self.update(*address, |a| *a = *account);
+        }
+    }
+
     /// Reverses [`State::apply_block`] for a block that was applied to this state last.
     pub fn undo_block(&mut self, block: &Block) {
         for tx in block.transactions.iter().rev() {
@@ -213,6 +241,27 @@ impl State {
             }
         }
     }
+}
+
+/// Every address a block's transactions credit or debit, each once, in order of first use.
+pub fn touched_addresses(block: &Block) -> Vec<Address> {
+    let mut out: Vec<Address> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |a: Address| {
+        if seen.insert(a) {
+            out.push(a);
+        }
+    };
+    for tx in &block.transactions {
+        match tx {
+            Transaction::Coinbase(cb) => push(cb.to),
+            Transaction::Transfer { body, .. } => {
+                push(body.from.address());
+                push(body.to);
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -267,6 +316,24 @@ mod tests {
         assert_eq!(s.next_nonce(&alice_addr), 2);
         s.undo_block(&b);
         assert_eq!(s, before);
+
+        // The undo data names each touched address once with its account before the block,
+        // and restoring it undoes the block without the block.
+        let undo = before.undo_data(&b);
+        assert_eq!(
+            undo,
+            vec![
+                (bob, Account::default()),
+                (alice_addr, before.account(&alice_addr))
+            ]
+        );
+        s.apply_block(&b, 50).unwrap();
+        s.restore(&undo);
+        assert_eq!(s, before);
+        assert_eq!(
+            State::from_accounts(before.accounts().map(|(a, x)| (*a, *x))),
+            before
+        );
     }
 
     #[test]

@@ -7,14 +7,20 @@
 //! - `main_chain`: height (u64) -> block hash, heights 0..=tip without a gap;
 //! - `meta`: `format` (u32 little endian), `genesis` (32 bytes), `network` (UTF-8 name),
 //!   `tip` (32 bytes);
-//! - `node_key`: `ed25519` -> the node's 32-byte secret key.
+//! - `node_key`: `ed25519` -> the node's 32-byte secret key;
+//! - `accounts`: address (20 bytes) -> balance and nonce at the tip;
+//! - `undo`: main-chain block hash -> the accounts its transactions touched, as they were
+//!   before it.
 //!
 //! Rules kept: every change the chain reports is written by [`Store::commit`] in one redb
 //! write transaction, which is atomic and durable when it returns, so a process killed at any
-//! moment leaves either the state before or the state after a commit. The node commits a block
-//! before it announces it. Everything read back is checked (decoded under the network's block
-//! size cap, hashes and heights compared) and replayed through [`Chain::from_main_chain`], so a
-//! damaged file gives a [`StoreError`], never a panic or a wrong chain.
+//! moment leaves either the store before or the store after a commit: tip, index, state and undo
+//! data always describe the same main chain. The node commits a block before it announces it.
+//! A restart reads the chain and the state without replaying ([`Store::load_chain`]);
+//! [`Store::verify`] replays from genesis and checks they agree, [`Store::reindex`] rebuilds
+//! state and undo data from the blocks. Everything read back is checked (decoded under the
+//! network's block size cap, hashes and heights compared), so a damaged file gives a
+//! [`StoreError`], never a panic or a wrong chain.
 
 use std::path::{Path, PathBuf};
 
@@ -22,13 +28,18 @@ use ed25519_dalek::SigningKey;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::block::{Block, BlockError};
-use super::chain::{Accepted, Chain};
+use super::chain::{Accepted, Chain, TipChange};
 use super::encode::{decode, encode};
+use super::hash::Address;
 use super::hash::BlockHash;
 use super::params::NetworkParams;
+use super::state::{touched_addresses, Account, State};
 
 /// Version of the layout described above; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The layout before account state and undo data were stored: [`Store::reindex`] upgrades it.
+pub const FORMAT_WITHOUT_STATE: u32 = 1;
 
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "chain.redb";
@@ -37,6 +48,13 @@ const BLOCKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blocks");
 const MAIN_CHAIN: TableDefinition<u64, [u8; 32]> = TableDefinition::new("main_chain");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const NODE_KEY: TableDefinition<&str, [u8; 32]> = TableDefinition::new("node_key");
+/// Address -> balance and nonce, u64 little endian each: the state at the stored tip.
+const ACCOUNTS: TableDefinition<[u8; 20], [u8; 16]> = TableDefinition::new("accounts");
+/// Main-chain block hash -> its undo data: [`UNDO_RECORD`]-byte records, one per touched
+/// address, holding the address and its account before the block.
+const UNDO: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("undo");
+/// Bytes of one undo record: address (20), balance (8), nonce (8).
+const UNDO_RECORD: usize = 36;
 
 const META_FORMAT: &str = "format";
 const META_GENESIS: &str = "genesis";
@@ -68,6 +86,14 @@ pub enum StoreError {
         path: PathBuf,
         /// What was found wrong.
         reason: String,
+    },
+    /// The store has the layout without account state and undo data.
+    #[error("store {path} has format {found}, which keeps no account state: run `gossipchain reindex` with the same --data-dir to rebuild the state from the stored blocks, or start afresh with an empty data directory")]
+    NeedsReindex {
+        /// The database file.
+        path: PathBuf,
+        /// What the file says ([`FORMAT_WITHOUT_STATE`]).
+        found: u32,
     },
     /// The store was written by an incompatible version.
     #[error("store format {found} is not supported (expected {expected})")]
@@ -104,6 +130,48 @@ pub enum StoreError {
         /// The connected block's.
         got: u64,
     },
+    /// A main-chain block has no undo data, so it cannot be disconnected.
+    #[error("undo data of main-chain block {hash} at height {height} is missing")]
+    UndoMissing {
+        /// The block's height.
+        height: u64,
+        /// The block.
+        hash: BlockHash,
+    },
+    /// A tip change disconnects a block that is not the stored main chain's at its height.
+    #[error("tip change disconnects {disconnected} where the stored main chain has {stored}")]
+    DisconnectsOffMainChain {
+        /// The block the change disconnects.
+        disconnected: BlockHash,
+        /// The stored main chain's block at that height.
+        stored: BlockHash,
+    },
+    /// The stored undo data of a block is not what replaying the chain gives.
+    #[error("undo data of block {hash} at height {height} differs from a replay from genesis")]
+    UndoDiffersFromReplay {
+        /// The block's height.
+        height: u64,
+        /// The block.
+        hash: BlockHash,
+    },
+    /// Undo data is stored for a block that is not on the stored main chain.
+    #[error("undo data stored for block {hash}, which is not on the main chain")]
+    UndoWithoutMainBlock {
+        /// The block.
+        hash: BlockHash,
+    },
+    /// The stored account state is not what replaying the main chain from genesis gives.
+    #[error(
+        "stored account of {address} is {stored:?} but a replay from genesis gives {replayed:?}"
+    )]
+    StateDiffersFromReplay {
+        /// The first address that differs.
+        address: Address,
+        /// The stored account.
+        stored: Account,
+        /// The replay's.
+        replayed: Account,
+    },
     /// Any other database failure.
     #[error("store database error: {0}")]
     Database(Box<redb::Error>),
@@ -116,6 +184,9 @@ pub struct Store {
     db: Option<Database>,
     path: PathBuf,
     params: NetworkParams,
+    /// The file's format: [`FORMAT_VERSION`], or [`FORMAT_WITHOUT_STATE`] when opened for
+    /// [`Store::reindex`].
+    format: u32,
 }
 
 /// A network as named in errors: its name and the start of its genesis hash.
@@ -189,6 +260,80 @@ fn hash_from(bytes: &[u8]) -> Option<BlockHash> {
     <[u8; 32]>::try_from(bytes).ok().map(BlockHash)
 }
 
+/// One block's undo data: each address it touches and the account before it.
+type UndoRecords = Vec<(Address, Account)>;
+
+/// What [`Store::verify`] and [`Store::reindex`] found: a main chain that replays to the
+/// stored state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The tip's height.
+    pub height: u64,
+    /// The tip.
+    pub tip: BlockHash,
+    /// Non-zero accounts in the state.
+    pub accounts: usize,
+}
+
+/// An account as stored: balance then nonce, u64 little endian each.
+fn account_bytes(account: &Account) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&account.balance.to_le_bytes());
+    out[8..].copy_from_slice(&account.nonce.to_le_bytes());
+    out
+}
+
+/// The inverse of [`account_bytes`].
+fn account_from(bytes: [u8; 16]) -> Account {
+    let mut balance = [0u8; 8];
+    let mut nonce = [0u8; 8];
+    balance.copy_from_slice(&bytes[..8]);
+    nonce.copy_from_slice(&bytes[8..]);
+    Account {
+        balance: u64::from_le_bytes(balance),
+        nonce: u64::from_le_bytes(nonce),
+    }
+}
+
+/// Undo records as stored: address, balance, nonce, one [`UNDO_RECORD`] after another.
+fn undo_bytes(records: &[(Address, Account)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records.len() * UNDO_RECORD);
+    for (address, account) in records {
+        out.extend_from_slice(&address.0);
+        out.extend_from_slice(&account_bytes(account));
+    }
+    out
+}
+
+/// Writes an account, removing its row when it is zero (the state keeps no zero accounts).
+fn write_account(
+    table: &mut redb::Table<[u8; 20], [u8; 16]>,
+    address: &Address,
+    account: &Account,
+) -> Result<(), redb::StorageError> {
+    if *account == Account::default() {
+        table.remove(address.0)?;
+    } else {
+        table.insert(address.0, account_bytes(account))?;
+    }
+    Ok(())
+}
+
+/// The lowest address whose account differs between two states, with both accounts.
+fn first_difference(stored: &State, replayed: &State) -> Option<(Address, Account, Account)> {
+    let mut addresses: Vec<Address> = stored
+        .accounts()
+        .chain(replayed.accounts())
+        .map(|(a, _)| *a)
+        .collect();
+    addresses.sort_unstable();
+    addresses.dedup();
+    addresses.into_iter().find_map(|a| {
+        let (s, r) = (stored.account(&a), replayed.account(&a));
+        (s != r).then_some((a, s, r))
+    })
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         if let Some(db) = self.db.take() {
@@ -206,6 +351,19 @@ impl Store {
     /// [`StoreError::AlreadyOpen`] when another process holds it, [`StoreError::Corrupt`] for a
     /// damaged file, [`StoreError::Io`] when the directory cannot be created or read.
     pub fn open(dir: &Path, params: &NetworkParams) -> Result<Self, StoreError> {
+        Self::open_with(dir, params, false)
+    }
+
+    /// Opens the store in `dir` also when it has the old format without account state, for
+    /// [`Store::reindex`] only: reading the chain or committing is refused until then.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_for_reindex(dir: &Path, params: &NetworkParams) -> Result<Self, StoreError> {
+        Self::open_with(dir, params, true)
+    }
+
+    fn open_with(dir: &Path, params: &NetworkParams, old_ok: bool) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
@@ -229,12 +387,17 @@ impl Store {
             db: Some(db),
             path: path.clone(),
             params: params.clone(),
+            format: FORMAT_VERSION,
         };
         // The store is owned out here, so a panic inside the check does not drop it while
         // unwinding; it is dropped afterwards, through the guarded `Drop`.
         guarded(&path, || {
             store.check_integrity()?;
-            store.check_or_initialise()
+            store.format = store.check_or_initialise()?;
+            if store.format == FORMAT_WITHOUT_STATE && !old_ok {
+                return Err(store.needs_reindex());
+            }
+            Ok(())
         })?;
         Ok(store)
     }
@@ -283,9 +446,25 @@ impl Store {
         }
     }
 
+    fn needs_reindex(&self) -> StoreError {
+        StoreError::NeedsReindex {
+            path: self.path.clone(),
+            found: self.format,
+        }
+    }
+
+    /// Refuses to read or write the chain of a store that still has the old format.
+    fn require_current_format(&self) -> Result<(), StoreError> {
+        if self.format == FORMAT_VERSION {
+            Ok(())
+        } else {
+            Err(self.needs_reindex())
+        }
+    }
+
     /// Writes the meta and the genesis block into a new store, or checks that an existing one
-    /// has our format and network.
-    fn check_or_initialise(&self) -> Result<(), StoreError> {
+    /// has a known format and our network; returns the format.
+    fn check_or_initialise(&self) -> Result<u32, StoreError> {
         let genesis = self.params.genesis();
         let genesis_hash = genesis.block_hash();
         let txn = self.db()?.begin_write().map_err(|e| self.db_err(e))?;
@@ -302,7 +481,7 @@ impl Store {
                     .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
                     .map(u32::from_le_bytes)
                     .ok_or_else(|| self.corrupt("format version missing"))?;
-                if format != FORMAT_VERSION {
+                if format != FORMAT_VERSION && format != FORMAT_WITHOUT_STATE {
                     return Err(StoreError::UnsupportedFormat {
                         expected: FORMAT_VERSION,
                         found: format,
@@ -322,7 +501,7 @@ impl Store {
                     });
                 }
                 // Nothing to write: dropping the transaction aborts it.
-                return Ok(());
+                return Ok(format);
             }
             let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
             let mut main = txn.open_table(MAIN_CHAIN).map_err(|e| self.db_err(e))?;
@@ -344,8 +523,11 @@ impl Store {
                 .map_err(|e| self.db_err(e))?;
             main.insert(0, genesis_hash.0).map_err(|e| self.db_err(e))?;
             txn.open_table(NODE_KEY).map_err(|e| self.db_err(e))?;
+            txn.open_table(ACCOUNTS).map_err(|e| self.db_err(e))?;
+            txn.open_table(UNDO).map_err(|e| self.db_err(e))?;
         }
-        txn.commit().map_err(|e| self.db_err(e))
+        txn.commit().map_err(|e| self.db_err(e))?;
+        Ok(FORMAT_VERSION)
     }
 
     /// The stored tip.
@@ -424,104 +606,326 @@ impl Store {
         Ok(block)
     }
 
-    /// Rebuilds the chain from the stored main chain (side branches are not restored).
+    /// The main chain's blocks above genesis, read in `txn`, each checked against its index row
+    /// (hash and height); with the main chain's hashes, genesis first.
+    fn read_main_blocks(
+        &self,
+        txn: &redb::ReadTransaction,
+    ) -> Result<(Vec<BlockHash>, Vec<Block>), StoreError> {
+        let hashes = self.read_main_chain(txn)?;
+        if hashes.first() != Some(&self.params.genesis_hash()) {
+            return Err(self.corrupt("main chain does not start at this network's genesis"));
+        }
+        let table = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
+        let mut blocks = Vec::with_capacity(hashes.len().saturating_sub(1));
+        for (height, hash) in hashes.iter().enumerate().skip(1) {
+            let bytes = table
+                .get(hash.0)
+                .map_err(|e| self.db_err(e))?
+                .ok_or_else(|| self.corrupt(format!("main-chain block {hash} is missing")))?;
+            let block = self.decode_block(hash, bytes.value())?;
+            if block.height() != height as u64 {
+                return Err(self.corrupt(format!(
+                    "block {hash} at main-chain height {height} says height {}",
+                    block.height()
+                )));
+            }
+            blocks.push(block);
+        }
+        Ok((hashes, blocks))
+    }
+
+    /// The stored account state.
+    fn read_state(&self, txn: &redb::ReadTransaction) -> Result<State, StoreError> {
+        let table = txn.open_table(ACCOUNTS).map_err(|e| self.db_err(e))?;
+        let mut accounts = Vec::new();
+        for row in table.iter().map_err(|e| self.db_err(e))? {
+            let (address, account) = row.map_err(|e| self.db_err(e))?;
+            let account = account_from(account.value());
+            if account == Account::default() {
+                return Err(self.corrupt(format!(
+                    "zero account stored for {}",
+                    Address(address.value())
+                )));
+            }
+            accounts.push((Address(address.value()), account));
+        }
+        Ok(State::from_accounts(accounts))
+    }
+
+    /// Decodes a block's undo records.
+    fn decode_undo(
+        &self,
+        hash: &BlockHash,
+        bytes: &[u8],
+    ) -> Result<Vec<(Address, Account)>, StoreError> {
+        if !bytes.len().is_multiple_of(UNDO_RECORD) {
+            return Err(self.corrupt(format!("undo data of {hash} has {} bytes", bytes.len())));
+        }
+        Ok(bytes
+            .chunks_exact(UNDO_RECORD)
+            .map(|r| {
+                let mut address = [0u8; 20];
+                address.copy_from_slice(&r[..20]);
+                let mut account = [0u8; 16];
+                account.copy_from_slice(&r[20..]);
+                (Address(address), account_from(account))
+            })
+            .collect())
+    }
+
+    /// Replays `blocks` (heights 1..=tip) from genesis with every rule but signatures; returns
+    /// the chain and each block's undo data, lowest first.
+    fn replay(&self, blocks: Vec<Block>) -> Result<(Chain, Vec<UndoRecords>), StoreError> {
+        let chain = Chain::from_main_chain(self.params.clone(), blocks)
+            .map_err(StoreError::InvalidChain)?;
+        let mut state = State::new();
+        let mut undos = Vec::with_capacity(chain.height() as usize);
+        for block in chain.main_chain().skip(1) {
+            undos.push(state.undo_data(block));
+            state
+                .apply_block(block, self.params.reward)
+                .map_err(StoreError::InvalidChain)?;
+        }
+        Ok((chain, undos))
+    }
+
+    /// Loads the stored main chain and its state without replaying it: the blocks enter the
+    /// index through the store's door (every context-free rule but signatures), the state is
+    /// read as stored. Side branches are not restored. [`Store::verify`] checks the two agree.
     ///
     /// # Errors
-    /// [`StoreError::Corrupt`] for a damaged store, [`StoreError::InvalidChain`] when the
-    /// stored blocks do not replay.
+    /// [`StoreError::Corrupt`] for a damaged store, [`StoreError::NeedsReindex`] for the old
+    /// format, [`StoreError::InvalidChain`] when a stored block breaks a context-free rule.
     pub fn load_chain(&self) -> Result<Chain, StoreError> {
         guarded(&self.path, || {
+            self.require_current_format()?;
             let txn = self.db()?.begin_read().map_err(|e| self.db_err(e))?;
-            let hashes = self.read_main_chain(&txn)?;
-            if hashes.first() != Some(&self.params.genesis_hash()) {
-                return Err(self.corrupt("main chain does not start at this network's genesis"));
-            }
-            let table = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
-            let mut blocks = Vec::with_capacity(hashes.len().saturating_sub(1));
-            for (height, hash) in hashes.iter().enumerate().skip(1) {
-                let bytes = table
-                    .get(hash.0)
-                    .map_err(|e| self.db_err(e))?
-                    .ok_or_else(|| self.corrupt(format!("main-chain block {hash} is missing")))?;
-                let block = self.decode_block(hash, bytes.value())?;
-                if block.height() != height as u64 {
-                    return Err(self.corrupt(format!(
-                        "block {hash} at main-chain height {height} says height {}",
-                        block.height()
-                    )));
-                }
-                blocks.push(block);
-            }
-            Chain::from_main_chain(self.params.clone(), blocks).map_err(StoreError::InvalidChain)
+            let (_, blocks) = self.read_main_blocks(&txn)?;
+            let state = self.read_state(&txn)?;
+            Chain::from_stored(self.params.clone(), blocks, state).map_err(StoreError::InvalidChain)
         })
     }
 
-    /// Durably records what [`Chain::accept_block`] added, in one transaction: the new blocks,
-    /// and the tip change (main-chain heights above the fork point replaced by the connected
-    /// blocks, and the new tip).
+    /// Replays the stored main chain from genesis with every rule but signatures, and checks
+    /// that the stored index, tip, undo data and account state agree with it.
+    ///
+    /// # Errors
+    /// The first disagreement: [`StoreError::Corrupt`], [`StoreError::InvalidChain`],
+    /// [`StoreError::UndoMissing`], [`StoreError::UndoDiffersFromReplay`],
+    /// [`StoreError::UndoWithoutMainBlock`] or [`StoreError::StateDiffersFromReplay`].
+    pub fn verify(&self) -> Result<Verified, StoreError> {
+        guarded(&self.path, || {
+            self.require_current_format()?;
+            let txn = self.db()?.begin_read().map_err(|e| self.db_err(e))?;
+            let (hashes, blocks) = self.read_main_blocks(&txn)?;
+            let (chain, undos) = self.replay(blocks)?;
+            let table = txn.open_table(UNDO).map_err(|e| self.db_err(e))?;
+            for ((height, hash), expected) in hashes.iter().enumerate().skip(1).zip(&undos) {
+                let height = height as u64;
+                let stored = table.get(hash.0).map_err(|e| self.db_err(e))?.ok_or(
+                    StoreError::UndoMissing {
+                        height,
+                        hash: *hash,
+                    },
+                )?;
+                if self.decode_undo(hash, stored.value())? != *expected {
+                    return Err(StoreError::UndoDiffersFromReplay {
+                        height,
+                        hash: *hash,
+                    });
+                }
+            }
+            if table.len().map_err(|e| self.db_err(e))? != undos.len() as u64 {
+                let main: std::collections::HashSet<_> = hashes.iter().collect();
+                for row in table.iter().map_err(|e| self.db_err(e))? {
+                    let hash = BlockHash(row.map_err(|e| self.db_err(e))?.0.value());
+                    if !main.contains(&hash) || hash == self.params.genesis_hash() {
+                        return Err(StoreError::UndoWithoutMainBlock { hash });
+                    }
+                }
+            }
+            let stored = self.read_state(&txn)?;
+            if let Some((address, stored, replayed)) = first_difference(&stored, chain.state()) {
+                return Err(StoreError::StateDiffersFromReplay {
+                    address,
+                    stored,
+                    replayed,
+                });
+            }
+            Ok(Verified {
+                height: chain.height(),
+                tip: chain.tip(),
+                accounts: stored.len(),
+            })
+        })
+    }
+
+    /// Rebuilds the account state and the undo data from the stored main chain's blocks,
+    /// replayed from genesis, and sets the current format: upgrades a store of the old format
+    /// or repairs a damaged state. One write transaction, so a kill leaves the store as before.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] or [`StoreError::InvalidChain`] when the stored blocks do not
+    /// replay; nothing is written then.
+    pub fn reindex(&mut self) -> Result<Verified, StoreError> {
+        let verified = guarded(&self.path, || {
+            let (hashes, chain, undos) = {
+                let txn = self.db()?.begin_read().map_err(|e| self.db_err(e))?;
+                let (hashes, blocks) = self.read_main_blocks(&txn)?;
+                let (chain, undos) = self.replay(blocks)?;
+                (hashes, chain, undos)
+            };
+            let txn = self.db()?.begin_write().map_err(|e| self.db_err(e))?;
+            {
+                txn.delete_table(ACCOUNTS).map_err(|e| self.db_err(e))?;
+                txn.delete_table(UNDO).map_err(|e| self.db_err(e))?;
+                let mut accounts = txn.open_table(ACCOUNTS).map_err(|e| self.db_err(e))?;
+                for (address, account) in chain.state().accounts() {
+                    accounts
+                        .insert(address.0, account_bytes(account))
+                        .map_err(|e| self.db_err(e))?;
+                }
+                let mut table = txn.open_table(UNDO).map_err(|e| self.db_err(e))?;
+                for (hash, undo) in hashes.iter().skip(1).zip(&undos) {
+                    table
+                        .insert(hash.0, undo_bytes(undo).as_slice())
+                        .map_err(|e| self.db_err(e))?;
+                }
+                let mut meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
+                meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())
+                    .map_err(|e| self.db_err(e))?;
+            }
+            txn.commit().map_err(|e| self.db_err(e))?;
+            Ok(Verified {
+                height: chain.height(),
+                tip: chain.tip(),
+                accounts: chain.state().len(),
+            })
+        })?;
+        self.format = FORMAT_VERSION;
+        Ok(verified)
+    }
+
+    /// Durably records what [`Chain::accept_block`] changed, in one transaction: the connected
+    /// blocks, the main-chain index above the fork point, the tip, the account state (the
+    /// disconnected blocks undone with their stored undo data, the connected ones applied) and
+    /// the connected blocks' undo data.
     ///
     /// # Errors
     /// [`StoreError::OutOfSync`] if the change does not start at the stored tip,
-    /// [`StoreError::BadTipChange`] if its blocks do not follow the fork point; nothing is
-    /// written then.
+    /// [`StoreError::BadTipChange`] if its blocks do not follow the fork point,
+    /// [`StoreError::DisconnectsOffMainChain`] or [`StoreError::UndoMissing`] if a block it
+    /// disconnects is not the stored one, [`StoreError::InvalidChain`] if a connected block
+    /// breaks a state rule; nothing is written then.
     pub fn commit(&self, accepted: &Accepted) -> Result<(), StoreError> {
+        let Some(change) = accepted.tip_change.as_ref() else {
+            return Ok(());
+        };
         guarded(&self.path, || {
-            let change = accepted.tip_change.as_ref();
-            if change.is_none() {
-                return Ok(());
-            }
+            self.require_current_format()?;
             let txn = self.db()?.begin_write().map_err(|e| self.db_err(e))?;
-            {
-                let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
-                // Only blocks joining the main chain are written: side branches are not
-                // reloaded after a restart, and the chain prunes them from memory, so writing
-                // them would only let peers grow the file with blocks nobody reads.
-                let connected = change.map(|c| c.connected.as_slice()).unwrap_or_default();
-                for block in connected {
-                    blocks
-                        .insert(block.block_hash().0, encode(block.as_ref()).as_slice())
-                        .map_err(|e| self.db_err(e))?;
-                }
-                if let Some(change) = change {
-                    let mut meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
-                    let stored = meta
-                        .get(META_TIP)
-                        .map_err(|e| self.db_err(e))?
-                        .and_then(|v| hash_from(v.value()))
-                        .ok_or_else(|| self.corrupt("tip missing"))?;
-                    if stored != change.old_tip {
-                        return Err(StoreError::OutOfSync {
-                            stored,
-                            change_from: change.old_tip,
-                        });
-                    }
-                    let mut main = txn.open_table(MAIN_CHAIN).map_err(|e| self.db_err(e))?;
-                    loop {
-                        let last = main.last().map_err(|e| self.db_err(e))?;
-                        match last.map(|(h, _)| h.value()) {
-                            Some(h) if h > change.fork_height => {
-                                main.pop_last().map_err(|e| self.db_err(e))?;
-                            }
-                            _ => break,
-                        }
-                    }
-                    for (i, block) in change.connected.iter().enumerate() {
-                        let expected = change.fork_height + 1 + i as u64;
-                        if block.height() != expected {
-                            return Err(StoreError::BadTipChange {
-                                expected,
-                                got: block.height(),
-                            });
-                        }
-                        main.insert(expected, block.block_hash().0)
-                            .map_err(|e| self.db_err(e))?;
-                    }
-                    meta.insert(META_TIP, change.new_tip.as_bytes().as_slice())
-                        .map_err(|e| self.db_err(e))?;
-                }
-            }
+            self.write_tip_change(&txn, change)?;
             txn.commit().map_err(|e| self.db_err(e))
         })
+    }
+
+    /// The writes of [`Store::commit`], in its transaction.
+    fn write_tip_change(
+        &self,
+        txn: &redb::WriteTransaction,
+        change: &TipChange,
+    ) -> Result<(), StoreError> {
+        let mut meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
+        let stored = meta
+            .get(META_TIP)
+            .map_err(|e| self.db_err(e))?
+            .and_then(|v| hash_from(v.value()))
+            .ok_or_else(|| self.corrupt("tip missing"))?;
+        if stored != change.old_tip {
+            return Err(StoreError::OutOfSync {
+                stored,
+                change_from: change.old_tip,
+            });
+        }
+        let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
+        let mut main = txn.open_table(MAIN_CHAIN).map_err(|e| self.db_err(e))?;
+        let mut accounts = txn.open_table(ACCOUNTS).map_err(|e| self.db_err(e))?;
+        let mut undo = txn.open_table(UNDO).map_err(|e| self.db_err(e))?;
+        // Disconnect, old tip first: each popped index row must be the block the change
+        // names, and its undo data puts back the accounts it touched.
+        let mut disconnected = change.disconnected.iter();
+        loop {
+            let last = main
+                .last()
+                .map_err(|e| self.db_err(e))?
+                .map(|(h, b)| (h.value(), BlockHash(b.value())));
+            let Some((height, hash)) = last.filter(|(h, _)| *h > change.fork_height) else {
+                break;
+            };
+            match disconnected.next().map(|b| b.block_hash()) {
+                Some(named) if named == hash => {}
+                named => {
+                    return Err(StoreError::DisconnectsOffMainChain {
+                        disconnected: named.unwrap_or(BlockHash::ZERO),
+                        stored: hash,
+                    })
+                }
+            }
+            let records = undo
+                .remove(hash.0)
+                .map_err(|e| self.db_err(e))?
+                .map(|v| v.value().to_vec())
+                .ok_or(StoreError::UndoMissing { height, hash })?;
+            for (address, account) in self.decode_undo(&hash, &records)? {
+                write_account(&mut accounts, &address, &account).map_err(|e| self.db_err(e))?;
+            }
+            main.pop_last().map_err(|e| self.db_err(e))?;
+        }
+        if let Some(extra) = disconnected.next() {
+            return Err(StoreError::DisconnectsOffMainChain {
+                disconnected: extra.block_hash(),
+                stored: BlockHash::ZERO,
+            });
+        }
+        // Connect, lowest first. Only blocks joining the main chain are written: side
+        // branches are not reloaded after a restart, and the chain prunes them from memory,
+        // so writing them would only let peers grow the file with blocks nobody reads.
+        for (i, block) in change.connected.iter().enumerate() {
+            let expected = change.fork_height + 1 + i as u64;
+            if block.height() != expected {
+                return Err(StoreError::BadTipChange {
+                    expected,
+                    got: block.height(),
+                });
+            }
+            let hash = block.block_hash();
+            let mut before = Vec::new();
+            for address in touched_addresses(block) {
+                let account = accounts
+                    .get(address.0)
+                    .map_err(|e| self.db_err(e))?
+                    .map_or_else(Account::default, |v| account_from(v.value()));
+                before.push((address, account));
+            }
+            let mut state = State::from_accounts(before.iter().copied());
+            state
+                .apply_block(block, self.params.reward)
+                .map_err(StoreError::InvalidChain)?;
+            for (address, _) in &before {
+                write_account(&mut accounts, address, &state.account(address))
+                    .map_err(|e| self.db_err(e))?;
+            }
+            undo.insert(hash.0, undo_bytes(&before).as_slice())
+                .map_err(|e| self.db_err(e))?;
+            blocks
+                .insert(hash.0, encode(block.as_ref()).as_slice())
+                .map_err(|e| self.db_err(e))?;
+            main.insert(expected, hash.0).map_err(|e| self.db_err(e))?;
+        }
+        meta.insert(META_TIP, change.new_tip.as_bytes().as_slice())
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
     }
 
     /// The node's ed25519 secret key, created with the operating system's CSPRNG on first use
@@ -1030,28 +1434,320 @@ mod tests {
         assert_eq!(store.node_key().unwrap(), key);
     }
 
+    /// A block whose coinbase overpays.
+    fn overpaying_child(parent: &Block) -> Arc<Block> {
+        let mut bad = (*child(parent, 1)).clone();
+        bad.transactions[0] = Transaction::coinbase(parent.height() + 1, Address([1; 20]), 51);
+        bad.header.tx_root = compute_tx_root(&bad.txids());
+        Arc::new(bad)
+    }
+
     #[test]
-    fn a_stored_chain_that_breaks_a_rule_is_refused_on_load() {
+    fn a_tip_change_connecting_a_block_that_breaks_a_state_rule_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let genesis = params().genesis();
         let store = Store::open(dir.path(), &params()).unwrap();
-        // A block whose coinbase overpays: stored (the store does not validate) but not loaded.
-        let mut bad = (*child(&genesis, 1)).clone();
-        bad.transactions[0] = Transaction::coinbase(1, Address([1; 20]), 51);
-        bad.header.tx_root = compute_tx_root(&bad.txids());
+        let bad = overpaying_child(&genesis);
+        assert!(matches!(
+            store.commit(&accepted(
+                genesis.block_hash(),
+                0,
+                vec![],
+                vec![bad.clone()]
+            )),
+            Err(StoreError::InvalidChain(
+                BlockError::BadCoinbaseAmount { .. }
+            ))
+        ));
+        assert_eq!(store.tip().unwrap(), genesis.block_hash());
+        assert_eq!(store.block(&bad.block_hash()).unwrap(), None);
+        store.verify().unwrap();
+    }
+
+    #[test]
+    fn verify_refuses_a_stored_block_that_breaks_a_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let genesis = params().genesis();
+        let store = Store::open(dir.path(), &params()).unwrap();
+        let good = child(&genesis, 1);
         store
             .commit(&accepted(
                 genesis.block_hash(),
                 0,
                 vec![],
-                vec![Arc::new(bad)],
+                vec![good.clone()],
             ))
             .unwrap();
+        // Written behind the store's back: the state rules were never applied to it.
+        let bad = overpaying_child(&genesis);
+        let txn = store.db().unwrap().begin_write().unwrap();
+        {
+            let mut blocks = txn.open_table(BLOCKS).unwrap();
+            blocks
+                .insert(bad.block_hash().0, encode(bad.as_ref()).as_slice())
+                .unwrap();
+            txn.open_table(MAIN_CHAIN)
+                .unwrap()
+                .insert(1, bad.block_hash().0)
+                .unwrap();
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert(META_TIP, bad.block_hash().as_bytes().as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
         assert!(matches!(
-            store.load_chain(),
+            store.verify(),
             Err(StoreError::InvalidChain(
                 BlockError::BadCoinbaseAmount { .. }
             ))
+        ));
+    }
+
+    /// Builds `count` blocks on the chain's tip (a transfer from `payer` in every third block
+    /// it can afford) and commits them in runs of `run`, as a sync does.
+    fn grow(
+        chain: &mut Chain,
+        store: Option<&Store>,
+        count: usize,
+        run: usize,
+        payer: &ed25519_dalek::SigningKey,
+    ) {
+        let payer_address =
+            crate::ledger::transaction::PublicKey(payer.verifying_key().to_bytes()).address();
+        let mut state = chain.state().clone();
+        let mut parent = chain.tip_block().clone();
+        let mut blocks = Vec::new();
+        for i in 0..count {
+            let transfers = if i % 3 == 0 && state.balance(&payer_address) >= 3 {
+                vec![Transaction::sign_transfer(
+                    payer,
+                    &chain.genesis_hash().into(),
+                    Address([(i % 250) as u8; 20]),
+                    2,
+                    1,
+                    state.next_nonce(&payer_address),
+                )]
+            } else {
+                vec![]
+            };
+            let block = child_paying(&parent, payer_address, transfers);
+            state.apply_block(&block, chain.params().reward).unwrap();
+            blocks.push((*block).clone());
+            parent = block;
+        }
+        for run in blocks.chunks(run) {
+            let batch = chain.accept_blocks(run.to_vec(), NOW);
+            assert_eq!(batch.refused, None);
+            if let Some(store) = store {
+                store.commit(&batch.accepted).unwrap();
+            }
+        }
+    }
+
+    /// The undo table, as a test writes to it directly.
+    type UndoTable<'t> = redb::Table<'t, [u8; 32], &'static [u8]>;
+
+    /// Overwrites one stored account behind the store's back.
+    fn tamper_account(store: &Store, address: Address, account: Account) {
+        let txn = store.db().unwrap().begin_write().unwrap();
+        txn.open_table(ACCOUNTS)
+            .unwrap()
+            .insert(address.0, account_bytes(&account))
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_restart_after_ten_thousand_blocks_reads_the_state_and_does_not_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, alice_addr) = signer(1);
+        let live = {
+            let store = Store::open(dir.path(), &params()).unwrap();
+            let mut chain = store.load_chain().unwrap();
+            grow(&mut chain, Some(&store), 10_000, 1_000, &alice);
+            chain
+        };
+        assert_eq!(live.height(), 10_000);
+        assert!(live.state().next_nonce(&alice_addr) > 3_000);
+        let store = Store::open(dir.path(), &params()).unwrap();
+        let loaded = store.load_chain().unwrap();
+        assert_same_chain(&loaded, &live);
+        assert_eq!(store.verify().unwrap().height, 10_000);
+
+        // Proof that nothing was replayed: a stored account changed behind the store's back
+        // comes back as stored, where a replay would have recomputed it; verify names it.
+        let honest = live.state().account(&alice_addr);
+        let forged = Account {
+            balance: honest.balance + 1_000,
+            nonce: honest.nonce,
+        };
+        tamper_account(&store, alice_addr, forged);
+        let loaded = store.load_chain().unwrap();
+        assert_eq!(loaded.state().account(&alice_addr), forged);
+        assert_eq!(loaded.tip(), live.tip());
+        match store.verify() {
+            Err(StoreError::StateDiffersFromReplay {
+                address,
+                stored,
+                replayed,
+            }) => {
+                assert_eq!((address, stored, replayed), (alice_addr, forged, honest));
+            }
+            other => panic!("verify missed the forged account: {other:?}"),
+        }
+        // Reindex repairs it from the blocks.
+        drop(loaded);
+        drop(store);
+        let mut store = Store::open_for_reindex(dir.path(), &params()).unwrap();
+        store.reindex().unwrap();
+        assert_same_chain(&store.load_chain().unwrap(), &live);
+        store.verify().unwrap();
+    }
+
+    #[test]
+    fn verify_names_missing_wrong_and_stray_undo_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, _) = signer(1);
+        let store = Store::open(dir.path(), &params()).unwrap();
+        let mut chain = store.load_chain().unwrap();
+        grow(&mut chain, Some(&store), 12, 4, &alice);
+        store.verify().unwrap();
+        let hash = chain.block_at_height(5).unwrap().block_hash();
+        let original = {
+            let txn = store.db().unwrap().begin_read().unwrap();
+            let table = txn.open_table(UNDO).unwrap();
+            let bytes = table.get(hash.0).unwrap().unwrap().value().to_vec();
+            bytes
+        };
+        let write = |f: &dyn Fn(&mut UndoTable)| {
+            let txn = store.db().unwrap().begin_write().unwrap();
+            f(&mut txn.open_table(UNDO).unwrap());
+            txn.commit().unwrap();
+        };
+        write(&|t| {
+            t.remove(hash.0).unwrap();
+        });
+        assert!(
+            matches!(store.verify(), Err(StoreError::UndoMissing { height: 5, hash: h }) if h == hash)
+        );
+        let mut wrong = original.clone();
+        wrong[20] ^= 1;
+        write(&|t| {
+            t.insert(hash.0, wrong.as_slice()).unwrap();
+        });
+        assert!(matches!(
+            store.verify(),
+            Err(StoreError::UndoDiffersFromReplay { height: 5, .. })
+        ));
+        write(&|t| {
+            t.insert(hash.0, original.as_slice()).unwrap();
+            t.insert([7; 32], original.as_slice()).unwrap();
+        });
+        assert!(matches!(
+            store.verify(),
+            Err(StoreError::UndoWithoutMainBlock { hash }) if hash == BlockHash([7; 32])
+        ));
+    }
+
+    #[test]
+    fn a_reorg_deeper_than_the_prune_depth_is_undone_from_stored_undo_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, alice_addr) = signer(1);
+        let (bob, _) = signer(2);
+        let store = Store::open(dir.path(), &params()).unwrap();
+        let mut chain = store.load_chain().unwrap();
+        grow(&mut chain, Some(&store), 1_300, 100, &alice);
+        let fork_at = 100;
+        // The rival chain is the same up to `fork_at`, then pays bob and is one block longer.
+        let mut rival = Chain::new(params());
+        let shared: Vec<Block> = chain
+            .main_chain()
+            .skip(1)
+            .take(fork_at)
+            .map(|b| (**b).clone())
+            .collect();
+        assert_eq!(rival.accept_blocks(shared, NOW).refused, None);
+        grow(&mut rival, None, 1_201, 1_201, &bob);
+        let branch: Vec<Block> = rival
+            .main_chain()
+            .skip(fork_at + 1)
+            .map(|b| (**b).clone())
+            .collect();
+        let batch = chain.accept_blocks(branch, NOW);
+        assert_eq!(batch.refused, None);
+        let change = batch.accepted.tip_change.clone().unwrap();
+        assert_eq!(change.depth(), 1_200);
+        assert_eq!(change.fork_height, fork_at as u64);
+        store.commit(&batch.accepted).unwrap();
+        assert_eq!(chain.tip(), rival.tip());
+        assert_eq!(chain.state(), rival.state());
+        let loaded = store.load_chain().unwrap();
+        assert_same_chain(&loaded, &chain);
+        assert_eq!(loaded.state(), &replay(&chain));
+        assert!(loaded.state().balance(&alice_addr) > 0);
+        store.verify().unwrap();
+    }
+
+    #[test]
+    fn a_format_one_directory_is_refused_with_a_reindex_hint_and_reindex_upgrades_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, _) = signer(1);
+        let live = {
+            let store = Store::open(dir.path(), &params()).unwrap();
+            let mut chain = store.load_chain().unwrap();
+            grow(&mut chain, Some(&store), 30, 7, &alice);
+            // Back to the format-1 layout: no accounts, no undo data, format 1.
+            let txn = store.db().unwrap().begin_write().unwrap();
+            txn.delete_table(ACCOUNTS).unwrap();
+            txn.delete_table(UNDO).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_FORMAT, 1u32.to_le_bytes().as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+            chain
+        };
+        let err = Store::open(dir.path(), &params()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NeedsReindex { found: 1, .. }),
+            "{err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("gossipchain reindex") && message.contains("afresh"),
+            "{message}"
+        );
+        let mut store = Store::open_for_reindex(dir.path(), &params()).unwrap();
+        assert!(matches!(
+            store.load_chain(),
+            Err(StoreError::NeedsReindex { .. })
+        ));
+        let verified = store.reindex().unwrap();
+        assert_eq!((verified.height, verified.tip), (30, live.tip()));
+        drop(store);
+        let store = Store::open(dir.path(), &params()).unwrap();
+        store.verify().unwrap();
+        assert_same_chain(&store.load_chain().unwrap(), &live);
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_as_unsupported() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), &params()).unwrap();
+            let txn = store.db().unwrap().begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_FORMAT, 3u32.to_le_bytes().as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        assert!(matches!(
+            Store::open_for_reindex(dir.path(), &params()),
+            Err(StoreError::UnsupportedFormat {
+                expected: 2,
+                found: 3
+            })
         ));
     }
 
@@ -1105,6 +1801,8 @@ mod tests {
                     }
                 }
                 proptest::prop_assert_eq!(chain.state(), &replay(&chain));
+                let verified = store.verify();
+                proptest::prop_assert!(verified.is_ok(), "{:?}", verified);
             }
             drop(store);
             let store = Store::open(dir.path(), &params()).unwrap();
@@ -1191,6 +1889,7 @@ mod tests {
 
             let store = Store::open(dir.path(), &params()).unwrap();
             let chain = store.load_chain().unwrap();
+            store.verify().unwrap();
             for (height, block) in chain.main_chain().enumerate() {
                 assert_eq!(block.height(), height as u64);
             }

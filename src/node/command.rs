@@ -23,6 +23,30 @@ pub const MAX_MINE_COUNT: u64 = 100_000;
 /// Most blocks one [`Command::ChainRange`] page may carry: a page stays a few megabytes at most.
 pub const MAX_CHAIN_PAGE: u64 = 100;
 
+/// Most blocks one [`Command::Chain`] reply carries, whatever count or range was asked.
+pub const MAX_CHAIN_REPLY_BLOCKS: u64 = 1_000;
+
+/// Most encoded block bytes one chain reply ([`Command::Chain`] or a [`Command::ChainRange`]
+/// page) carries; the first block always goes, so a reply never comes back empty mid-chain.
+pub const MAX_CHAIN_REPLY_BYTES: usize = 1_000_000;
+
+/// Blocks [`Command::Chain`] shows when no count is given: a screenful.
+pub const DEFAULT_CHAIN_BLOCKS: u64 = 20;
+
+/// Which main-chain blocks [`Command::Chain`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainWindow {
+    /// The last this many blocks, ending at the tip.
+    Latest(u64),
+    /// Heights from `from` up to `to` (both included; the tip if `None`).
+    Range {
+        /// The first height.
+        from: u64,
+        /// The last height.
+        to: Option<u64>,
+    },
+}
+
 /// Most blocks below the tip one [`Command::Tree`] may reach: the answer stays small.
 pub const MAX_TREE_DEPTH: u64 = 512;
 
@@ -121,12 +145,13 @@ pub enum Command {
         /// The new setting.
         reply: Reply<bool>,
     },
-    /// The last `count` main-chain blocks (all if `None`), lowest first.
+    /// A window of main-chain blocks, lowest first, capped at [`MAX_CHAIN_REPLY_BLOCKS`] and
+    /// [`MAX_CHAIN_REPLY_BYTES`], with the chain's length and the first height.
     Chain {
-        /// How many.
-        count: Option<u64>,
-        /// The blocks.
-        reply: Reply<Vec<BlockView>>,
+        /// Which blocks.
+        window: ChainWindow,
+        /// The page.
+        reply: Reply<ChainPage>,
     },
     /// One block.
     Block {
@@ -329,8 +354,8 @@ impl NodeHandle {
     ///
     /// # Errors
     /// [`CommandError::NodeStopped`].
-    pub async fn chain(&self, count: Option<u64>) -> Result<Vec<BlockView>, CommandError> {
-        self.ask(|reply| Command::Chain { count, reply }).await
+    pub async fn chain(&self, window: ChainWindow) -> Result<ChainPage, CommandError> {
+        self.ask(|reply| Command::Chain { window, reply }).await
     }
 
     /// See [`Command::Block`].

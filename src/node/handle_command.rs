@@ -41,16 +41,8 @@ impl NodeState {
                 self.miner.automine = on;
                 let _ = reply.send(Ok(on));
             }
-            Command::Chain { count, reply } => {
-                let height = self.chain.height();
-                let n = count.map_or(height + 1, |c| c.min(height + 1));
-                let blocks = self
-                    .chain
-                    .main_chain()
-                    .skip((height + 1 - n) as usize)
-                    .map(|b| BlockView::from(b.as_ref()))
-                    .collect();
-                let _ = reply.send(Ok(blocks));
+            Command::Chain { window, reply } => {
+                self.chain_window_command(window, reply);
             }
             Command::Block { query, reply } => {
                 let found = match query {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
-use super::command::{CommandError, Reply};
+use super::command::{
+    ChainWindow, CommandError, Reply, MAX_CHAIN_REPLY_BLOCKS, MAX_CHAIN_REPLY_BYTES,
+};
 use super::event::{BlockView, ChainPage, ResolveView};
 use super::state::NodeState;
 use crate::ledger::BlockHash;
@@ -34,17 +36,46 @@ pub(super) struct PendingResolve {
 impl NodeState {
     /// Answers [`super::Command::ChainRange`].
     pub(super) fn chain_range_command(&self, from: u64, limit: u64, reply: Reply<ChainPage>) {
-        let height = self.chain.height();
-        let end = from.saturating_add(limit).min(height.saturating_add(1));
-        let blocks = (from..end)
-            .filter_map(|h| self.chain.block_at_height(h))
-            .map(|b| BlockView::from(b.as_ref()))
-            .collect();
-        let _ = reply.send(Ok(ChainPage {
-            length: height + 1,
+        let _ = reply.send(Ok(self.chain_page(from, limit)));
+    }
+
+    /// Answers [`super::Command::Chain`]: the window asked for, at most
+    /// [`MAX_CHAIN_REPLY_BLOCKS`] blocks of it (the latest ones for [`ChainWindow::Latest`],
+    /// the first ones for a range).
+    pub(super) fn chain_window_command(&self, window: ChainWindow, reply: Reply<ChainPage>) {
+        let length = self.chain.height().saturating_add(1);
+        let (from, limit) = match window {
+            ChainWindow::Latest(count) => {
+                let count = count.min(MAX_CHAIN_REPLY_BLOCKS).min(length);
+                (length - count, count)
+            }
+            ChainWindow::Range { from, to } => {
+                let end = to.map_or(length, |to| to.saturating_add(1));
+                (from, end.saturating_sub(from).min(MAX_CHAIN_REPLY_BLOCKS))
+            }
+        };
+        let _ = reply.send(Ok(self.chain_page(from, limit)));
+    }
+
+    /// Up to `limit` main-chain blocks from height `from` up, and while their encoded size
+    /// stays within [`MAX_CHAIN_REPLY_BYTES`] (the first block always goes).
+    fn chain_page(&self, from: u64, limit: u64) -> ChainPage {
+        let length = self.chain.height().saturating_add(1);
+        let end = from.saturating_add(limit).min(length);
+        let mut bytes = 0usize;
+        let mut blocks = Vec::new();
+        for block in (from..end).filter_map(|h| self.chain.block_at_height(h)) {
+            bytes = bytes.saturating_add(block.encoded_len());
+            if !blocks.is_empty() && bytes > MAX_CHAIN_REPLY_BYTES {
+                break;
+            }
+            blocks.push(BlockView::from(block.as_ref()));
+        }
+        ChainPage {
+            length,
             from,
             blocks,
-        }));
+        }
     }
 
     /// Starts [`super::Command::ResolvePeers`]: a status request to every connected peer.

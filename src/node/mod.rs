@@ -54,7 +54,7 @@ use crate::ledger::pow::MiningOutcome;
 use crate::ledger::{NetworkParams, Store, StoreError};
 use crate::net::behaviour::NetError;
 use crate::net::Network;
-pub use command::{BlockQuery, Command, CommandError, NodeHandle};
+pub use command::{BlockQuery, ChainWindow, Command, CommandError, NodeHandle};
 pub use event::Event;
 use state::NodeState;
 

@@ -556,10 +556,10 @@ impl TestNode {
         txids_of(&r["transactions"])
     }
 
-    /// The whole main chain, genesis first, as the `chain` command prints it.
+    /// The main chain from genesis, as `chain 0..` prints it (the first 1,000 blocks at most).
     #[track_caller]
     pub fn chain(&mut self) -> Vec<Value> {
-        let r = self.ok("chain");
+        let r = self.ok("chain 0..");
         match r["blocks"].as_array() {
             Some(b) => b.clone(),
             None => self.fail(&format!("chain reply without blocks: {r}")),
@@ -674,6 +674,27 @@ impl TestNode {
     pub fn restart(&mut self) {
         self.kill_9();
         self.spawn();
+    }
+
+    /// Runs `gossipchain <subcommand>` (such as `verify`) on this node's data directory and
+    /// network, with `--json`, while the node is stopped; returns its exit status and output.
+    #[track_caller]
+    pub fn maintain(&mut self, subcommand: &str) -> std::process::Output {
+        if self.is_alive() {
+            self.fail(&format!("{subcommand} needs the node stopped"));
+        }
+        self.running = None;
+        let output = Command::new(binary())
+            .arg("--json")
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(["--network", &self.opts.network])
+            .args(["--difficulty", &self.opts.difficulty.to_string()])
+            .arg(subcommand)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{}: cannot run {subcommand}: {e}", self.label));
+        output
     }
 
     /// True while the process has not exited.

@@ -244,6 +244,34 @@ impl Chain {
         Ok(chain)
     }
 
+    /// Restores a chain from our own store without replaying it: the main-chain blocks
+    /// (heights 1..=tip, in order) enter the tree through the store's door,
+    /// [`Block::assume_signatures_checked`], and each must link to the one before; `state` is
+    /// the stored state at the tip, taken as it is (the store wrote it in the same transaction
+    /// as the tip, and `gossipchain verify` checks it against a replay).
+    ///
+    /// # Errors
+    /// The [`BlockError`] of a block that does not link or breaks a context-free rule.
+    pub fn from_stored(
+        params: NetworkParams,
+        blocks: Vec<Block>,
+        state: State,
+    ) -> Result<Self, BlockError> {
+        let mut chain = Chain::new(params);
+        for block in blocks {
+            let tip = chain.tip();
+            if block.header.prev_hash != tip {
+                return Err(BlockError::UnknownParent(block.header.prev_hash));
+            }
+            let block = block.assume_signatures_checked(&chain.params)?;
+            let hash = block.block_hash();
+            chain.insert(hash, block);
+            chain.main.push(hash);
+        }
+        chain.state = state;
+        Ok(chain)
+    }
+
     /// The network parameters.
     pub fn params(&self) -> &NetworkParams {
         &self.params

@@ -12,7 +12,7 @@ use bincode::{Decode, Encode};
 
 use super::encode::{encode, encoded_size};
 use super::hash::{leading_zero_bits, sha256, BlockHash, NetworkId, TxId, TxRoot};
-use super::params::NetworkParams;
+use super::params::{NetworkParams, DEFAULT_MAX_BLOCK_BYTES, DEFAULT_MAX_BLOCK_TXS};
 use super::transaction::{verify_batch, Transaction, TxError};
 
 /// The part of a block that is hashed: commits to the parent, the transactions and the work.
@@ -75,6 +75,14 @@ pub struct Block {
     /// The coinbase, then the transfers.
     pub transactions: Vec<Transaction>,
 }
+
+/// Most memory decoding one block may claim: its bytes (at most the block cap) plus the room its
+/// transaction list claims before the transactions are read (at most the count cap, each
+/// `size_of::<Transaction>()`), so a block whose length prefix promises more is refused unread.
+pub const BLOCK_DECODE_LIMIT: usize =
+    DEFAULT_MAX_BLOCK_BYTES + DEFAULT_MAX_BLOCK_TXS * std::mem::size_of::<Transaction>();
+
+crate::decode_limit!(Block, BLOCK_DECODE_LIMIT);
 
 impl Block {
     /// The header's hash, the block's identity.

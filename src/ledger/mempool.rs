@@ -32,6 +32,10 @@ use super::transaction::{Transaction, TxError};
 /// 152 + [`MAX_MEMO_BYTES`](super::transaction::MAX_MEMO_BYTES) = 408 bytes.
 pub const MAX_TX_BYTES: usize = 1024;
 
+// A transaction holds no list but its memo, whose claim is the memo's own bytes: it never claims
+// more than it reads, so its input cap is its decode limit.
+crate::decode_limit!(Transaction, MAX_TX_BYTES);
+
 /// Why the mempool refused a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MempoolError {

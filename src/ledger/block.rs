@@ -55,6 +55,25 @@ impl BlockHeader {
     pub fn work(&self) -> u128 {
         work_for(self.difficulty)
     }
+
+    /// The rules a header keeps on its own, the cheapest of a block's: the network's difficulty
+    /// and a hash (`hash`, this header's) that meets it. Checked before anything about the block
+    /// is remembered, so remembering costs the sender a mined header.
+    ///
+    /// # Errors
+    /// [`BlockError::WrongDifficulty`] or [`BlockError::BadProofOfWork`].
+    pub fn check_work(&self, hash: &BlockHash, params: &NetworkParams) -> Result<(), BlockError> {
+        if self.difficulty != params.difficulty {
+            return Err(BlockError::WrongDifficulty {
+                expected: params.difficulty,
+                got: self.difficulty,
+            });
+        }
+        if !meets_difficulty(hash, self.difficulty) {
+            return Err(BlockError::BadProofOfWork);
+        }
+        Ok(())
+    }
 }
 
 /// Expected number of hashes to find a block at `difficulty` bits (capped at 2^127).

@@ -385,6 +385,9 @@ impl Chain {
         }
         let parent = block.header.prev_hash;
         if self.invalid.contains(&parent) {
+            // Remembered only once its work checks out: headers nobody mined would otherwise
+            // flush the memory for free.
+            block.header.check_work(&hash, &self.params)?;
             self.reject_with_orphans(hash);
             return Err(BlockError::KnownInvalid);
         }

@@ -170,8 +170,10 @@ impl Block {
         Ok(CheckedBlock(self))
     }
 
-    /// The rules of [`Block::check_structure`] before signatures, in their order.
+    /// The rules of [`Block::check_structure`] before signatures, in their order: the header's
+    /// work first (one hash), then the sizes, then the body's shape.
     fn check_structure_but_signatures(&self, params: &NetworkParams) -> Result<(), BlockError> {
+        self.header.check_work(&self.block_hash(), params)?;
         let size = self.encoded_len();
         if size > params.max_block_bytes {
             return Err(BlockError::TooLarge {
@@ -184,15 +186,6 @@ impl Block {
                 count: self.transactions.len(),
                 max: params.max_block_txs,
             });
-        }
-        if self.header.difficulty != params.difficulty {
-            return Err(BlockError::WrongDifficulty {
-                expected: params.difficulty,
-                got: self.header.difficulty,
-            });
-        }
-        if !meets_difficulty(&self.block_hash(), self.header.difficulty) {
-            return Err(BlockError::BadProofOfWork);
         }
         let txids = self.txids();
         if compute_tx_root(&txids) != self.header.tx_root {

@@ -103,11 +103,15 @@ impl NodeState {
                 });
                 Acceptance::Accept
             }
-            // Nonces, balances and a full pool depend on what a node has seen: honest peers
+            // Nonces, balances, a full pool and relay policy (fee floor, per-sender cap,
+            // replacement) depend on what a node has seen and how it is set up: honest peers
             // may differ, so such a transaction is dropped, not held against its sender.
             Err(
                 MempoolError::AlreadyKnown(_)
                 | MempoolError::Full { .. }
+                | MempoolError::FeeBelowMinimum { .. }
+                | MempoolError::TooManyFromSender { .. }
+                | MempoolError::ReplacementUnderpriced { .. }
                 | MempoolError::Invalid(TxError::BadNonce { .. } | TxError::InsufficientFunds { .. }),
             ) => Acceptance::Ignore,
             Err(error) => {

@@ -68,6 +68,11 @@ pub struct Cli {
     #[arg(long)]
     pub no_http: bool,
 
+    /// Least fee a transfer must pay to enter the mempool and be relayed (this node's own
+    /// transfers excepted) [default: 0 on devnet, 1 on any other network]
+    #[arg(long, value_name = "COINS")]
+    pub min_relay_fee: Option<u64>,
+
     /// Bearer token that routes spending coins, mining or dialing require from every client
     /// (without one they are served to loopback clients only)
     #[arg(long, value_name = "TOKEN", value_parser = parse_token)]
@@ -133,6 +138,7 @@ impl Cli {
             mine_threads: self
                 .mine_threads
                 .map_or_else(pow::default_threads, usize::from),
+            min_relay_fee: self.min_relay_fee,
         })
     }
 }
@@ -164,6 +170,15 @@ mod tests {
         assert!(config.mdns);
         assert_eq!(config.params, NetworkParams::devnet());
         assert!(config.mine_threads >= 1);
+        assert_eq!(config.min_relay_fee, None, "the network's default");
+    }
+
+    #[test]
+    fn the_minimum_relay_fee_can_be_set() {
+        let cli = Cli::try_parse_from(["gossipchain", "--data-dir", "/x", "--min-relay-fee", "7"])
+            .unwrap();
+        assert_eq!(cli.to_config().unwrap().min_relay_fee, Some(7));
+        assert!(Cli::try_parse_from(["gossipchain", "--min-relay-fee", "-1"]).is_err());
     }
 
     #[test]

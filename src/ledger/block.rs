@@ -12,7 +12,7 @@ use bincode::{Decode, Encode};
 
 use super::encode::{encode, encoded_size};
 use super::hash::{leading_zero_bits, sha256, BlockHash, NetworkId, TxId, TxRoot};
-use super::params::NetworkParams;
+use super::params::{NetworkParams, DEFAULT_MAX_BLOCK_BYTES, DEFAULT_MAX_BLOCK_TXS};
 use super::transaction::{verify_batch, Transaction, TxError};
 
 /// The part of a block that is hashed: commits to the parent, the transactions and the work.
@@ -55,6 +55,25 @@ impl BlockHeader {
     pub fn work(&self) -> u128 {
         work_for(self.difficulty)
     }
+
+    /// The rules a header keeps on its own, the cheapest of a block's: the network's difficulty
+    /// and a hash (`hash`, this header's) that meets it. Checked before anything about the block
+    /// is remembered, so remembering costs the sender a mined header.
+    ///
+    /// # Errors
+    /// [`BlockError::WrongDifficulty`] or [`BlockError::BadProofOfWork`].
+    pub fn check_work(&self, hash: &BlockHash, params: &NetworkParams) -> Result<(), BlockError> {
+        if self.difficulty != params.difficulty {
+            return Err(BlockError::WrongDifficulty {
+                expected: params.difficulty,
+                got: self.difficulty,
+            });
+        }
+        if !meets_difficulty(hash, self.difficulty) {
+            return Err(BlockError::BadProofOfWork);
+        }
+        Ok(())
+    }
 }
 
 /// Expected number of hashes to find a block at `difficulty` bits (capped at 2^127).
@@ -75,6 +94,14 @@ pub struct Block {
     /// The coinbase, then the transfers.
     pub transactions: Vec<Transaction>,
 }
+
+/// Most memory decoding one block may claim: its bytes (at most the block cap) plus the room its
+/// transaction list claims before the transactions are read (at most the count cap, each
+/// `size_of::<Transaction>()`), so a block whose length prefix promises more is refused unread.
+pub const BLOCK_DECODE_LIMIT: usize =
+    DEFAULT_MAX_BLOCK_BYTES + DEFAULT_MAX_BLOCK_TXS * std::mem::size_of::<Transaction>();
+
+crate::decode_limit!(Block, BLOCK_DECODE_LIMIT);
 
 impl Block {
     /// The header's hash, the block's identity.
@@ -143,8 +170,10 @@ impl Block {
         Ok(CheckedBlock(self))
     }
 
-    /// The rules of [`Block::check_structure`] before signatures, in their order.
+    /// The rules of [`Block::check_structure`] before signatures, in their order: the header's
+    /// work first (one hash), then the sizes, then the body's shape.
     fn check_structure_but_signatures(&self, params: &NetworkParams) -> Result<(), BlockError> {
+        self.header.check_work(&self.block_hash(), params)?;
         let size = self.encoded_len();
         if size > params.max_block_bytes {
             return Err(BlockError::TooLarge {
@@ -157,15 +186,6 @@ impl Block {
                 count: self.transactions.len(),
                 max: params.max_block_txs,
             });
-        }
-        if self.header.difficulty != params.difficulty {
-            return Err(BlockError::WrongDifficulty {
-                expected: params.difficulty,
-                got: self.header.difficulty,
-            });
-        }
-        if !meets_difficulty(&self.block_hash(), self.header.difficulty) {
-            return Err(BlockError::BadProofOfWork);
         }
         let txids = self.txids();
         if compute_tx_root(&txids) != self.header.tx_root {

@@ -10,9 +10,13 @@
 //! - signatures are checked once, on entry; transfers returned by a reorg come from blocks that
 //!   were checked in full, so they are not checked again;
 //! - the pool never holds more than its capacity. Only each sender's *last* pending transfer is
-//!   evictable, so eviction never leaves a nonce gap; when the pool is full a newcomer must pay
-//!   a strictly higher fee than the cheapest evictable transfer of another sender, which it then
-//!   replaces.
+//!   evictable, so eviction never leaves a nonce gap; when the pool is full a newcomer must
+//!   outbid the cheapest evictable transfer of another sender (see [`min_outbid_fee`]), which it
+//!   then replaces;
+//! - relay policy ([`RelayPolicy`], beyond consensus): a transfer pays at least the minimum relay
+//!   fee; a sender has at most [`MAX_PENDING_PER_SENDER`] pending transfers; a transfer with the
+//!   nonce of a pending one from the same sender replaces it only if it outbids it. The node's
+//!   own account is exempt from the fee floor and the per-sender cap.
 //!
 //! On every tip change the senders and receivers touched by the connected and disconnected
 //! blocks are revalidated against the new state, together with the transfers of the
@@ -25,12 +29,84 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use super::chain::TipChange;
 use super::hash::{Address, NetworkId, TxId};
+use super::params::NetworkParams;
 use super::state::{Pending, State};
 use super::transaction::{Transaction, TxError};
 
 /// Largest encoded transaction the pool takes (and gossip carries); a transfer is at most
 /// 152 + [`MAX_MEMO_BYTES`](super::transaction::MAX_MEMO_BYTES) = 408 bytes.
 pub const MAX_TX_BYTES: usize = 1024;
+
+// A transaction holds no list but its memo, whose claim is the memo's own bytes: it never claims
+// more than it reads, so its input cap is its decode limit.
+crate::decode_limit!(Transaction, MAX_TX_BYTES);
+
+/// Most pending transfers one sender may have, so that one sender cannot fill the pool.
+pub const MAX_PENDING_PER_SENDER: usize = 100;
+
+/// The least fee that outbids `old`, for replacing a pending transfer or evicting one from a full
+/// pool: at least 10 % more (rounded up), at least `min_relay_fee` more, and always at least one
+/// more, so equal fees never churn the pool, even where the minimum relay fee is 0.
+pub fn min_outbid_fee(old: u64, min_relay_fee: u64) -> u64 {
+    old.saturating_add(old.div_ceil(10))
+        .max(old.saturating_add(min_relay_fee.max(1)))
+}
+
+/// What a pool takes beyond the consensus rules: relay policy, which may differ between honest
+/// nodes, so a transfer refused by it is dropped without blame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayPolicy {
+    /// The least fee a transfer must pay to enter the pool.
+    pub min_relay_fee: u64,
+    /// Most pending transfers one sender may have.
+    pub max_per_sender: usize,
+    /// An account exempt from the fee floor and the per-sender cap: the node's own.
+    pub exempt: Option<Address>,
+}
+
+impl RelayPolicy {
+    /// The minimum relay fee a network's nodes use unless told otherwise: 0 on `devnet`, 1 on
+    /// every other network.
+    ///
+    /// Devnet is the default network, the one to try a node, follow a tutorial or run tests on:
+    /// its coins buy nothing, its front ends send fee 0 unless told otherwise, and a fee floor
+    /// would only get in the way. What it costs there: a zero-amount transfer with a memo and
+    /// fee 0 is free even from an empty account, so free identities can fill the pool with
+    /// such transfers (at most [`MAX_PENDING_PER_SENDER`] each). That is bounded: the pool
+    /// never grows past its capacity, and once it is full any transfer paying a fee outbids
+    /// them (evicting needs [`min_outbid_fee`], at least 1 more), so paying users are never
+    /// shut out; fee-0 users may be. On any other network churn must cost something: each
+    /// transfer that enters pays at least 1 when mined, and each replacement or eviction at
+    /// least 1 and 10 % more than what it displaces.
+    pub fn default_min_relay_fee(params: &NetworkParams) -> u64 {
+        if params.name == "devnet" {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// The policy of a node on `params` whose own account is `own`, with the given minimum
+    /// relay fee (the network's default if `None`).
+    pub fn for_node(params: &NetworkParams, own: Address, min_relay_fee: Option<u64>) -> Self {
+        Self {
+            min_relay_fee: min_relay_fee.unwrap_or_else(|| Self::default_min_relay_fee(params)),
+            max_per_sender: MAX_PENDING_PER_SENDER,
+            exempt: Some(own),
+        }
+    }
+}
+
+impl Default for RelayPolicy {
+    /// No fee floor, [`MAX_PENDING_PER_SENDER`], nobody exempt.
+    fn default() -> Self {
+        Self {
+            min_relay_fee: 0,
+            max_per_sender: MAX_PENDING_PER_SENDER,
+            exempt: None,
+        }
+    }
+}
 
 /// Why the mempool refused a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,8 +128,9 @@ pub enum MempoolError {
         /// Cap.
         max: usize,
     },
-    /// The pool is full and the fee does not beat the cheapest evictable transfer.
-    #[error("mempool is full ({capacity} transactions): fee {fee} does not beat the lowest evictable fee {min_fee}")]
+    /// The pool is full and the fee does not outbid the cheapest evictable transfer
+    /// ([`min_outbid_fee`]).
+    #[error("mempool is full ({capacity} transactions): fee {fee} does not outbid the lowest evictable fee {min_fee}")]
     Full {
         /// The pool's capacity.
         capacity: usize,
@@ -61,6 +138,32 @@ pub enum MempoolError {
         fee: u64,
         /// Fee of the cheapest evictable transfer (`u64::MAX` if none is evictable).
         min_fee: u64,
+    },
+    /// The fee is below the pool's minimum relay fee.
+    #[error("fee {fee} is below the minimum relay fee of {min}")]
+    FeeBelowMinimum {
+        /// The refused transfer's fee.
+        fee: u64,
+        /// The minimum relay fee.
+        min: u64,
+    },
+    /// The sender already has as many pending transfers as one sender may.
+    #[error("sender already has {max} pending transfers, the most one sender may have")]
+    TooManyFromSender {
+        /// The per-sender cap.
+        max: usize,
+    },
+    /// A transfer with the nonce of a pending one does not outbid it.
+    #[error(
+        "replacing a pending transfer paying {old} needs a fee of at least {needed}, not {fee}"
+    )]
+    ReplacementUnderpriced {
+        /// The pending transfer's fee.
+        old: u64,
+        /// The least fee that replaces it ([`min_outbid_fee`]).
+        needed: u64,
+        /// The refused transfer's fee.
+        fee: u64,
     },
     /// Breaks a transaction rule against the tip state plus pending transactions.
     #[error(transparent)]
@@ -102,6 +205,7 @@ pub struct Mempool {
     /// Each sender's last pending transfer, the only evictable ones.
     tails: BTreeMap<EvictKey, TxId>,
     next_seq: u64,
+    policy: RelayPolicy,
 }
 
 impl Mempool {
@@ -114,7 +218,19 @@ impl Mempool {
             queues: HashMap::new(),
             tails: BTreeMap::new(),
             next_seq: 0,
+            policy: RelayPolicy::default(),
         }
+    }
+
+    /// The same pool under `policy`.
+    pub fn with_policy(mut self, policy: RelayPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The relay policy the pool applies.
+    pub fn policy(&self) -> &RelayPolicy {
+        &self.policy
     }
 
     /// The network whose signatures the pool checks (and its own transfers are signed for).
@@ -173,6 +289,35 @@ impl Mempool {
             });
         }
         let sender = t.from.address();
+        let exempt = self.policy.exempt == Some(sender);
+        if !exempt && t.fee < self.policy.min_relay_fee {
+            return Err(MempoolError::FeeBelowMinimum {
+                fee: t.fee,
+                min: self.policy.min_relay_fee,
+            });
+        }
+        let (pending_count, replaced) = match self.queues.get(&sender) {
+            Some(q) => {
+                let base = state.next_nonce(&sender);
+                let index = t
+                    .nonce
+                    .checked_sub(base)
+                    .and_then(|i| usize::try_from(i).ok());
+                (
+                    q.txids.len(),
+                    index.and_then(|i| q.txids.get(i).map(|id| (i, *id))),
+                )
+            }
+            None => (0, None),
+        };
+        if let Some((index, old_id)) = replaced {
+            return self.replace(tx, index, old_id, state);
+        }
+        if !exempt && pending_count >= self.policy.max_per_sender {
+            return Err(MempoolError::TooManyFromSender {
+                max: self.policy.max_per_sender,
+            });
+        }
         let pending = self.queues.get(&sender).map_or(Pending::NONE, |q| Pending {
             count: q.txids.len() as u64,
             spent: q.spent,
@@ -184,7 +329,9 @@ impl Mempool {
         }
         if self.entries.len() >= self.capacity {
             match self.cheapest_evictable(Some(&sender)) {
-                Some((key, victim)) if fee > key.0 => self.evict(&victim),
+                Some((key, victim)) if fee >= min_outbid_fee(key.0, self.policy.min_relay_fee) => {
+                    self.evict(&victim)
+                }
                 other => {
                     return Err(MempoolError::Full {
                         capacity: self.capacity,
@@ -205,6 +352,50 @@ impl Mempool {
                 seq: 0,
             },
         );
+        Ok(txid)
+    }
+
+    /// Replaces the sender's pending transfer `old_id`, at `index` in its queue, by `tx` with the
+    /// same nonce, if `tx` outbids it and is valid after the transfers before it; the sender's
+    /// later transfers stay while they still apply.
+    fn replace(
+        &mut self,
+        tx: Transaction,
+        index: usize,
+        old_id: TxId,
+        state: &State,
+    ) -> Result<TxId, MempoolError> {
+        let Some(t) = tx.transfer() else {
+            return Err(MempoolError::Coinbase);
+        };
+        let sender = t.from.address();
+        let old_fee = self.entries.get(&old_id).map_or(0, |e| e.fee);
+        let needed = min_outbid_fee(old_fee, self.policy.min_relay_fee);
+        if t.fee < needed {
+            return Err(MempoolError::ReplacementUnderpriced {
+                old: old_fee,
+                needed,
+                fee: t.fee,
+            });
+        }
+        let mut before = Pending::NONE;
+        if let Some(queue) = self.queues.get(&sender) {
+            for id in queue.txids.iter().take(index) {
+                if let Some(e) = self.entries.get(id) {
+                    before.count += 1;
+                    before.spent = before.spent.saturating_add(e.cost);
+                }
+            }
+        }
+        state.check_transfer_after(t, before)?;
+        if tx.verify_signature(&self.network).is_err() {
+            return Err(MempoolError::BadSignature);
+        }
+        let txid = tx.compute_txid();
+        if let Some(old) = self.entries.remove(&old_id) {
+            self.tails.remove(&(old.fee, Reverse(old.seq)));
+        }
+        self.revalidate_sender(&sender, vec![tx], state);
         Ok(txid)
     }
 
@@ -585,11 +776,130 @@ mod tests {
         );
         assert_eq!(
             pool.add(pay(&alice, 8, 1, 0, 0), &ledger.state),
-            Err(MempoolError::Invalid(TxError::BadNonce {
-                expected: 1,
-                got: 0
-            }))
+            Err(MempoolError::ReplacementUnderpriced {
+                old: 0,
+                needed: 1,
+                fee: 0
+            }),
+            "a reused pending nonce is a replacement, and must outbid"
         );
+    }
+
+    #[test]
+    fn the_minimum_relay_fee_is_zero_on_devnet_only() {
+        let devnet = NetworkParams::devnet();
+        assert_eq!(RelayPolicy::default_min_relay_fee(&devnet), 0);
+        let other = NetworkParams::new("lab", 8).unwrap();
+        assert_eq!(RelayPolicy::default_min_relay_fee(&other), 1);
+        let own = Address([1; 20]);
+        assert_eq!(RelayPolicy::for_node(&other, own, Some(0)).min_relay_fee, 0);
+        assert_eq!(RelayPolicy::for_node(&other, own, None).exempt, Some(own));
+    }
+
+    #[test]
+    fn a_transfer_under_the_minimum_relay_fee_is_refused_except_from_the_nodes_own_account() {
+        let (alice, owner) = (key(1), key(2));
+        let ledger = Ledger::funding(&[&alice, &owner]);
+        let policy = RelayPolicy {
+            min_relay_fee: 1,
+            exempt: Some(addr(&owner)),
+            ..RelayPolicy::default()
+        };
+        let mut pool = Mempool::new(10, net()).with_policy(policy);
+        assert_eq!(
+            pool.add(pay(&alice, 9, 1, 0, 0), &ledger.state),
+            Err(MempoolError::FeeBelowMinimum { fee: 0, min: 1 })
+        );
+        pool.add(pay(&alice, 9, 1, 1, 0), &ledger.state).unwrap();
+        pool.add(pay(&owner, 9, 1, 0, 0), &ledger.state).unwrap();
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn one_sender_may_have_at_most_its_cap_of_pending_transfers_except_the_node_itself() {
+        let (alice, owner) = (key(1), key(2));
+        let ledger = Ledger::funding(&[&alice, &owner]);
+        let policy = RelayPolicy {
+            max_per_sender: 3,
+            exempt: Some(addr(&owner)),
+            ..RelayPolicy::default()
+        };
+        let mut pool = Mempool::new(10, net()).with_policy(policy);
+        for nonce in 0..3 {
+            pool.add(pay(&alice, 9, 1, 1, nonce), &ledger.state)
+                .unwrap();
+            pool.add(pay(&owner, 9, 1, 1, nonce), &ledger.state)
+                .unwrap();
+        }
+        assert_eq!(
+            pool.add(pay(&alice, 9, 1, 1, 3), &ledger.state),
+            Err(MempoolError::TooManyFromSender { max: 3 })
+        );
+        pool.add(pay(&owner, 9, 1, 1, 3), &ledger.state).unwrap();
+        // A replacement does not add to the count.
+        pool.add(pay(&alice, 8, 1, 2, 2), &ledger.state).unwrap();
+        assert_eq!(pool.len(), 7);
+        assert_eq!(
+            MAX_PENDING_PER_SENDER,
+            RelayPolicy::default().max_per_sender
+        );
+    }
+
+    #[test]
+    fn a_replacement_must_pay_ten_percent_and_the_minimum_relay_fee_more() {
+        assert_eq!(min_outbid_fee(100, 1), 110);
+        assert_eq!(min_outbid_fee(101, 1), 112, "10 % rounded up");
+        assert_eq!(min_outbid_fee(5, 1), 6);
+        assert_eq!(min_outbid_fee(5, 3), 8);
+        assert_eq!(min_outbid_fee(0, 0), 1, "never an equal fee");
+        assert_eq!(min_outbid_fee(u64::MAX, 1), u64::MAX);
+        let alice = key(1);
+        let ledger = Ledger::funding(&[&alice]);
+        let policy = RelayPolicy {
+            min_relay_fee: 1,
+            ..RelayPolicy::default()
+        };
+        let mut pool = Mempool::new(10, net()).with_policy(policy);
+        let first = pool.add(pay(&alice, 9, 1, 20, 0), &ledger.state).unwrap();
+        assert_eq!(
+            pool.add(pay(&alice, 8, 1, 21, 0), &ledger.state),
+            Err(MempoolError::ReplacementUnderpriced {
+                old: 20,
+                needed: 22,
+                fee: 21
+            })
+        );
+        let second = pool.add(pay(&alice, 8, 1, 22, 0), &ledger.state).unwrap();
+        assert!(!pool.contains(&first) && pool.contains(&second));
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.next_nonce(&ledger.state, &addr(&alice)), 1);
+    }
+
+    #[test]
+    fn replacing_a_middle_transfer_keeps_the_later_ones_that_still_apply() {
+        let alice = key(1);
+        let ledger = Ledger::funding(&[&alice]);
+        let mut pool = Mempool::new(10, net());
+        // The reward is 50: 10 + 1, 10 + 1, 10 + 1 leaves 17.
+        let t0 = pool.add(pay(&alice, 9, 10, 1, 0), &ledger.state).unwrap();
+        let t2 = pool.add(pay(&alice, 9, 10, 1, 2), &ledger.state);
+        assert!(t2.is_err(), "a gap");
+        let t1 = pool.add(pay(&alice, 9, 10, 1, 1), &ledger.state).unwrap();
+        let t2 = pool.add(pay(&alice, 9, 10, 1, 2), &ledger.state).unwrap();
+        // Nonce 1 again, now spending 24 + 2: nonce 2 (11) still fits in 50 - 11 - 26 = 13.
+        let r1 = pool.add(pay(&alice, 8, 24, 2, 1), &ledger.state).unwrap();
+        assert!(pool.contains(&t0) && !pool.contains(&t1) && pool.contains(&r1));
+        assert!(pool.contains(&t2));
+        // Nonce 1 once more, spending 33 + 3: nonce 2 no longer fits in 50 - 11 - 36 = 3.
+        let r1b = pool.add(pay(&alice, 7, 33, 3, 1), &ledger.state).unwrap();
+        assert!(pool.contains(&r1b) && !pool.contains(&r1) && !pool.contains(&t2));
+        assert_eq!(pool.next_nonce(&ledger.state, &addr(&alice)), 2);
+        // A replacement the balance cannot pay is refused and changes nothing.
+        assert!(matches!(
+            pool.add(pay(&alice, 6, 40, 4, 1), &ledger.state),
+            Err(MempoolError::Invalid(TxError::InsufficientFunds { .. }))
+        ));
+        assert!(pool.contains(&r1b));
     }
 
     #[test]
@@ -1153,12 +1463,19 @@ mod tests {
                         }
                     }
                     let already_pending = pool.contains(&tx.compute_txid());
+                    // A nonce of a pending transfer of the sender asks for a replacement.
+                    let replaces = nonce >= ledger.state.next_nonce(&addr(k)) && nonce < next;
                     let result = pool.add(tx.clone(), &ledger.state);
                     let t = tx.transfer().ok_or(TestCaseError::fail("transfer"))?;
                     let funds_ok = senders_state(&pool, &ledger.state, &addr(k))
                         .is_ok_and(|s| s.check_transfer(t).is_ok());
                     match result {
-                        Ok(_) => prop_assert!(!forged && nonce == next && !already_pending),
+                        Ok(_) => {
+                            prop_assert!(!forged && (nonce == next || replaces) && !already_pending)
+                        }
+                        Err(MempoolError::ReplacementUnderpriced { .. }) => {
+                            prop_assert!(replaces)
+                        }
                         Err(MempoolError::AlreadyKnown(_)) => prop_assert!(already_pending),
                         Err(MempoolError::Invalid(_)) => prop_assert!(!funds_ok || nonce != next),
                         Err(MempoolError::BadSignature) => prop_assert!(forged),

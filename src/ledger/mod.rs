@@ -33,7 +33,7 @@ pub mod transaction;
 pub use block::{Block, BlockError, BlockHeader, CheckedBlock};
 pub use chain::{Accepted, Chain, Placement, TipChange};
 pub use hash::{Address, BlockHash, NetworkId, TxId};
-pub use mempool::{Mempool, MempoolError};
+pub use mempool::{Mempool, MempoolError, RelayPolicy};
 pub use params::NetworkParams;
 pub use state::State;
 pub use store::{Store, StoreError, Verified};

@@ -14,6 +14,7 @@ use libp2p::gossipsub::IdentTopic;
 use libp2p::StreamProtocol;
 
 use crate::ledger::encode::{decode, encode, DecodeError};
+use crate::ledger::params::{DEFAULT_MAX_BLOCK_BYTES, DEFAULT_MAX_BLOCK_TXS};
 use crate::ledger::{Block, BlockHash, BlockHeader, NetworkParams, Transaction};
 
 /// The sync protocol's name, negotiated by multistream-select.
@@ -44,6 +45,23 @@ pub const MAX_TXS_PER_RESPONSE: u32 = 1024;
 /// Bytes of transactions a node puts in one `Mempool` answer: with the count cap and
 /// [`MAX_TX_BYTES`], an answer always fits the response cap.
 pub const RESPONSE_TX_BYTES: usize = 512 * 1024;
+
+/// Most memory decoding one request may claim: its input cap. Every list in a request holds
+/// 32-byte hashes, which take in memory what they take on the wire, so no valid request claims
+/// more than its bytes, and a length prefix promising more hashes than fit is refused unread.
+pub const REQUEST_DECODE_LIMIT: usize = MAX_REQUEST_BYTES;
+
+/// Most memory decoding one response may claim, derived from the caps of its largest kind
+/// (`Blocks`): the bytes of a maximal answer under the default block cap, plus the room its
+/// block list and one block's transaction list claim before their elements are read.
+pub const RESPONSE_DECODE_LIMIT: usize = RESPONSE_BLOCK_BYTES
+    + DEFAULT_MAX_BLOCK_BYTES
+    + 1024
+    + MAX_BLOCKS_PER_REQUEST as usize * size_of::<Block>()
+    + DEFAULT_MAX_BLOCK_TXS * size_of::<Transaction>();
+
+crate::decode_limit!(SyncRequest, REQUEST_DECODE_LIMIT);
+crate::decode_limit!(SyncResponse, RESPONSE_DECODE_LIMIT);
 
 /// Cap on an encoded sync response: the block budget plus one maximal block and framing.
 pub fn max_response_bytes(params: &NetworkParams) -> usize {
@@ -331,6 +349,67 @@ mod tests {
         let mut reader = futures::io::Cursor::new(wire.into_inner());
         let back = block_on(codec.read_response(&SYNC_PROTOCOL, &mut reader)).unwrap();
         assert_eq!(back, response);
+    }
+
+    #[test]
+    fn a_tiny_request_claiming_half_a_million_locator_hashes_is_refused_unread() {
+        // Variant 1 (GetHeaders), then a locator length of 500,000: 12 bytes that would make a
+        // 16 MiB limit reserve 16 MB for hashes that never come.
+        let mut bytes = 1u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&500_000u64.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        assert_eq!(bytes.len(), 16);
+        assert_eq!(
+            decode_request(&bytes),
+            Err(WireError::Decode(DecodeError::OverDecodeLimit {
+                limit: REQUEST_DECODE_LIMIT
+            }))
+        );
+    }
+
+    #[test]
+    fn a_tiny_response_claiming_a_million_headers_is_refused_unread() {
+        let mut bytes = 1u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&1_000_000u64.to_le_bytes());
+        assert_eq!(
+            decode_response(&bytes, max_response_bytes(&params())),
+            Err(WireError::Decode(DecodeError::OverDecodeLimit {
+                limit: RESPONSE_DECODE_LIMIT
+            }))
+        );
+    }
+
+    #[test]
+    fn a_tiny_gossip_block_claiming_a_million_transactions_is_refused_unread() {
+        let mut bytes = encode(&params().genesis().header);
+        bytes.extend_from_slice(&1_000_000u64.to_le_bytes());
+        assert_eq!(
+            decode_gossip_block(&bytes, &params()),
+            Err(DecodeError::OverDecodeLimit {
+                limit: crate::ledger::block::BLOCK_DECODE_LIMIT
+            })
+        );
+    }
+
+    #[test]
+    fn the_largest_valid_messages_fit_their_decode_limits() {
+        let p = NetworkParams::devnet();
+        // A maximal request, and the response kinds other than Blocks, fit the limits.
+        let locator =
+            vec![BlockHash([9; 32]); MAX_LOCATOR_LEN.max(MAX_BLOCKS_PER_REQUEST as usize)];
+        let request = SyncRequest::GetHeaders {
+            locator,
+            max_headers: 1,
+        };
+        assert!(decode_request(&encode(&request)).is_ok());
+        let headers = 12 + MAX_HEADERS_PER_RESPONSE as usize * size_of::<BlockHeader>();
+        let mempool = 12
+            + RESPONSE_TX_BYTES
+            + MAX_TX_BYTES
+            + MAX_TXS_PER_RESPONSE as usize * size_of::<Transaction>();
+        assert!(headers <= RESPONSE_DECODE_LIMIT && mempool <= RESPONSE_DECODE_LIMIT);
+        assert!(max_response_bytes(&p) <= RESPONSE_DECODE_LIMIT);
+        assert!(p.max_block_bytes <= crate::ledger::block::BLOCK_DECODE_LIMIT);
     }
 
     #[test]

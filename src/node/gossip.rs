@@ -103,11 +103,15 @@ impl NodeState {
                 });
                 Acceptance::Accept
             }
-            // Nonces, balances and a full pool depend on what a node has seen: honest peers
+            // Nonces, balances, a full pool and relay policy (fee floor, per-sender cap,
+            // replacement) depend on what a node has seen and how it is set up: honest peers
             // may differ, so such a transaction is dropped, not held against its sender.
             Err(
                 MempoolError::AlreadyKnown(_)
                 | MempoolError::Full { .. }
+                | MempoolError::FeeBelowMinimum { .. }
+                | MempoolError::TooManyFromSender { .. }
+                | MempoolError::ReplacementUnderpriced { .. }
                 | MempoolError::Invalid(TxError::BadNonce { .. } | TxError::InsufficientFunds { .. }),
             ) => Acceptance::Ignore,
             Err(error) => {
@@ -233,6 +237,34 @@ mod tests {
         assert!(node.state.book.is_banned(&peer, std::time::Instant::now()));
         assert_eq!(node.state.chain.height(), 0);
         assert!(node.emitted().is_empty());
+    }
+
+    #[test]
+    fn a_peer_relaying_a_merely_early_block_again_and_again_is_never_penalised() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        let mut early = mined_child(&params, &params.genesis(), Address([7; 20]), params.reward);
+        early.header.timestamp = super::now_ms() + 3 * 60 * 60 * 1000;
+        let early = crate::ledger::pow::mine_blocking(early, 1, &Default::default())
+            .expect("an easy block is mined");
+        for n in 0..20 {
+            node.feed(NetEvent::GossipBlock {
+                from: peer,
+                message: message(n),
+                block: early.clone(),
+            });
+            assert_eq!(
+                node.commands(),
+                vec![NetCommand::ReportValidation {
+                    message: message(n),
+                    from: peer,
+                    acceptance: Acceptance::Ignore,
+                }]
+            );
+        }
+        assert_eq!(node.state.book.get(&peer).map(|e| e.score()), Some(0));
+        assert_eq!(node.state.chain.height(), 0);
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Threads the miner uses.
     pub mine_threads: usize,
+    /// The least fee a transfer from a peer must pay to enter the mempool; `None` for the
+    /// network's default ([`RelayPolicy::default_min_relay_fee`](crate::ledger::RelayPolicy)).
+    pub min_relay_fee: Option<u64>,
 }
 
 /// Why a node could not start.
@@ -130,6 +133,7 @@ impl Node {
             config.params.clone(),
             store,
             config.mine_threads,
+            config.min_relay_fee,
             &config.peers,
             events.clone(),
             outcomes,

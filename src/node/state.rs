@@ -25,7 +25,8 @@ use super::sync_io::Pending;
 use super::NodeError;
 use crate::ledger::pow::MiningOutcome;
 use crate::ledger::{
-    Accepted, Address, BlockHash, Chain, Mempool, NetworkParams, PublicKey, Store, StoreError,
+    Accepted, Address, BlockHash, Chain, Mempool, NetworkParams, PublicKey, RelayPolicy, Store,
+    StoreError,
 };
 use crate::net::protocol::Status;
 use crate::net::{DialId, NetCommand, NetEvent, RequestId};
@@ -117,6 +118,7 @@ impl NodeState {
         params: NetworkParams,
         store: Store,
         mine_threads: usize,
+        min_relay_fee: Option<u64>,
         peers: &[Multiaddr],
         events: broadcast::Sender<Event>,
         outcomes: mpsc::Sender<(u64, MiningOutcome)>,
@@ -141,10 +143,11 @@ impl NodeState {
         }
         let network = chain.genesis_hash().into();
         let sync = SyncManager::new(params.clone());
+        let policy = RelayPolicy::for_node(&params, address, min_relay_fee);
         let state = NodeState {
             params,
             chain,
-            mempool: Mempool::new(MEMPOOL_CAPACITY, network),
+            mempool: Mempool::new(MEMPOOL_CAPACITY, network).with_policy(policy),
             store,
             key,
             address,
@@ -416,8 +419,8 @@ pub(super) mod fixtures {
             let store = Store::open(dir.path(), &params).expect("store opens");
             let (events_tx, events) = broadcast::channel(64);
             let (outcomes, outcomes_rx) = mpsc::channel(4);
-            let (state, _) =
-                NodeState::open(params, store, 1, &[], events_tx, outcomes).expect("node opens");
+            let (state, _) = NodeState::open(params, store, 1, None, &[], events_tx, outcomes)
+                .expect("node opens");
             Self {
                 state,
                 events,

@@ -61,6 +61,10 @@ pub struct NodeOptions {
     pub peers: Vec<String>,
     /// `--http ADDR`, or `--no-http` if `None`.
     pub http: Option<String>,
+    /// `--min-relay-fee`, or the network's default if `None`. The helper's networks are not
+    /// `devnet`, whose default is 1; tests send fee-0 transfers between nodes, so the default
+    /// here is `Some(0)`.
+    pub min_relay_fee: Option<u64>,
     /// Anything else to pass.
     pub extra: Vec<String>,
 }
@@ -76,6 +80,7 @@ impl NodeOptions {
             peers: Vec::new(),
             // A free port, so that parallel test nodes never race for the default one.
             http: Some("127.0.0.1:0".to_string()),
+            min_relay_fee: Some(0),
             extra: Vec::new(),
         }
     }
@@ -107,6 +112,9 @@ impl NodeOptions {
         match &self.http {
             Some(addr) => args.extend(["--http".to_string(), addr.clone()]),
             None => args.push("--no-http".to_string()),
+        }
+        if let Some(fee) = self.min_relay_fee {
+            args.extend(["--min-relay-fee".to_string(), fee.to_string()]);
         }
         args.extend(self.extra.iter().cloned());
         args

@@ -50,6 +50,15 @@ pub(super) fn check_header_context(
             got: header.timestamp,
         });
     }
+    check_not_early(header, now_ms)
+}
+
+/// The clock rule alone, for a block whose parent is not in the tree yet: the timestamp is at
+/// most [`MAX_FUTURE_DRIFT_MS`] ahead of `now_ms`.
+///
+/// # Errors
+/// [`BlockError::TimestampTooFarAhead`].
+pub(super) fn check_not_early(header: &BlockHeader, now_ms: u64) -> Result<(), BlockError> {
     if header.timestamp > now_ms.saturating_add(MAX_FUTURE_DRIFT_MS) {
         return Err(BlockError::TimestampTooFarAhead {
             now: now_ms,

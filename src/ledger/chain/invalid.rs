@@ -6,6 +6,8 @@
 //!   fixes (height, median time past; see [`is_committed_by_header`]) or a broken state rule
 //!   found when connecting. Structural failures are not: the header does not commit to
 //!   signatures, so remembering would let a peer ban a valid block by sending it broken;
+//! - nothing is remembered before the block's proof of work checked out: otherwise headers
+//!   nobody mined, naming a known-invalid parent, would flush the memory for free;
 //! - the memory is bounded by [`MAX_INVALID`] hashes, oldest forgotten first.
 //!
 //! The chain (`mod.rs`) decides what to remember, with each block's descendants; this file
@@ -128,6 +130,39 @@ mod tests {
         assert!(chain.accept_block(broken, NOW).is_err());
         assert!(!chain.is_known_invalid(&good.block_hash()));
         assert_eq!(accept(&mut chain, &good).placement, Placement::MainChain);
+    }
+
+    #[test]
+    fn a_block_on_a_known_invalid_parent_is_remembered_only_once_its_work_checks_out() {
+        let p = crate::ledger::NetworkParams::for_tests("invalid-pow", 8);
+        let mut chain = Chain::new(p.clone());
+        let b1 = child(&p, &p.genesis(), miner(1), vec![]);
+        accept(&mut chain, &b1);
+        // Block 2 at the time of block 1: not after the median time past, so invalid for good.
+        let bad = child_at(&p, &b1, miner(1), vec![], 0);
+        assert!(matches!(
+            chain.accept_block(bad.clone(), NOW),
+            Err(BlockError::TimestampTooOld { .. })
+        ));
+        assert!(chain.is_known_invalid(&bad.block_hash()));
+        // Children of it that nobody mined would flush the memory at no cost: refused, not
+        // remembered.
+        let mined = child(&p, &bad, miner(1), vec![]);
+        let mut unmined = mined.clone();
+        while crate::ledger::block::meets_difficulty(&unmined.block_hash(), p.difficulty) {
+            unmined.header.nonce += 1;
+        }
+        assert_eq!(
+            chain.accept_block(unmined.clone(), NOW),
+            Err(BlockError::BadProofOfWork)
+        );
+        assert!(!chain.is_known_invalid(&unmined.block_hash()));
+        // A mined one is remembered with its parent.
+        assert_eq!(
+            chain.accept_block(mined.clone(), NOW),
+            Err(BlockError::KnownInvalid)
+        );
+        assert!(chain.is_known_invalid(&mined.block_hash()));
     }
 
     #[test]

@@ -4,8 +4,13 @@
 //! Rules kept here (see `proto-notes/consensus.md` for the full order):
 //! - a block enters only as a [`CheckedBlock`]: from the wire through [`Block::validate`]
 //!   (every context-free rule), from our own store through
-//!   [`Block::assume_signatures_checked`]; then the contextual header rules against its parent
+//!   [`Block::assume_signatures_checked`]; the contextual header rules against its parent
 //!   (height, median time past, future drift) are checked here;
+//! - cheap before expensive: an offered block's work, then its header against the parent and
+//!   the clock, then its body's sizes and shape, then its signatures as one batch; nothing is
+//!   remembered about a block (invalid or early) before its work checks out;
+//! - a block that is merely early is remembered for a while (`early`), so a copy sent again
+//!   costs one lookup, and is nobody's fault;
 //! - the main chain is the valid branch with the most cumulative work; on a tie the current tip
 //!   stays, so the first seen wins;
 //! - state rules (coinbase amount, nonces, balances) are checked when a block is connected; a
@@ -25,10 +30,12 @@
 //! Beside this file, each a leaf that imports nothing from here: `context` (the header rules
 //! that need the parent), `headers` (a peer's chain learned as headers), `orphans` (the pool of blocks
 //! waiting for their parent), `invalid` (the bounded memory of invalid blocks and which
-//! failures may enter it) and `locator` (building locators and choosing the blocks that answer
-//! one). Their tests, and `fixtures` and `proptests`, reach up to [`Chain`]; nothing imports them.
+//! failures may enter it), `early` (the bounded, time-limited memory of early blocks) and
+//! `locator` (building locators and choosing the blocks that answer one). Their tests, and
+//! `fixtures` and `proptests`, reach up to [`Chain`]; nothing imports them.
 
 mod context;
+mod early;
 mod headers;
 mod invalid;
 mod locator;
@@ -47,12 +54,14 @@ use super::hash::{Address, BlockHash};
 use super::params::NetworkParams;
 use super::state::State;
 use super::transaction::Transaction;
-use context::{check_header_context, median_time};
+use context::{check_header_context, check_not_early, median_time};
+use early::EarlySet;
 use invalid::{is_committed_by_header, InvalidSet};
 use locator::{answer_start, build_locator, take_capped};
 use orphans::OrphanPool;
 
 pub use context::{MAX_FUTURE_DRIFT_MS, MEDIAN_TIME_SPAN};
+pub use early::{EARLY_TTL_MS, MAX_EARLY};
 pub use headers::{Anchor, Extended, HeaderChain, HeaderError, MAX_HEADER_CHAIN};
 pub use invalid::MAX_INVALID;
 pub use locator::MAX_LOCATOR_LEN;
@@ -181,6 +190,8 @@ pub struct Chain {
     orphans: OrphanPool,
     /// Blocks found invalid.
     invalid: InvalidSet,
+    /// Blocks found merely early, recently.
+    early: EarlySet,
     /// The leaf of the branch a sync is downloading: never pruned, and handed on to the first
     /// child that joins it, so the protection follows the branch as it grows.
     protected: Option<BlockHash>,
@@ -213,6 +224,7 @@ impl Chain {
             next_seq: 1,
             orphans: OrphanPool::default(),
             invalid: InvalidSet::default(),
+            early: EarlySet::default(),
             protected: None,
         }
     }
@@ -235,7 +247,7 @@ impl Chain {
                 return Err(BlockError::UnknownParent(block.header.prev_hash));
             }
             let block = block.assume_signatures_checked(&chain.params)?;
-            chain.check_context(&block, u64::MAX)?;
+            chain.check_context(&block.header, u64::MAX)?;
             chain.state.apply_block(&block, chain.params.reward)?;
             let hash = block.block_hash();
             chain.insert(hash, block);
@@ -411,26 +423,45 @@ impl Chain {
         if self.invalid.contains(&hash) {
             return Err(BlockError::KnownInvalid);
         }
+        if let Some(e) = self.early.still_early(&hash, now_ms) {
+            return Err(e);
+        }
+        // Cheap rules first: the header's work (one hash, computed already), then the rules
+        // that need the parent or the clock, then the body's sizes and shape, and only then the
+        // signatures, as one batch. Nothing is remembered about a block before its work checks.
+        block.header.check_work(&hash, &self.params)?;
+        if block.header.height == 0 {
+            return Err(BlockError::WrongGenesis);
+        }
         let parent = block.header.prev_hash;
         if self.invalid.contains(&parent) {
             self.reject_with_orphans(hash);
             return Err(BlockError::KnownInvalid);
         }
+        let context = if self.tree.contains_key(&parent) {
+            self.check_context(&block.header, now_ms)
+        } else {
+            check_not_early(&block.header, now_ms)
+        };
+        match context {
+            Ok(()) => {}
+            Err(e @ BlockError::TimestampTooFarAhead { .. }) => {
+                self.early.remember(hash, block.header.timestamp, now_ms);
+                return Err(e);
+            }
+            Err(e) => {
+                if is_committed_by_header(&e) {
+                    self.reject_with_orphans(hash);
+                }
+                return Err(e);
+            }
+        }
         // Structural failures are not remembered: the header does not commit to signatures,
         // so a peer could send a valid block's header with a broken signature.
         let block = block.validate(&self.params)?;
-        if block.header.height == 0 {
-            return Err(BlockError::WrongGenesis);
-        }
         if !self.tree.contains_key(&parent) {
             let missing = self.orphans.insert(hash, block);
             return Ok(Accepted::nothing(hash, Placement::Orphan { missing }));
-        }
-        if let Err(e) = self.check_context(&block, now_ms) {
-            if is_committed_by_header(&e) {
-                self.reject_with_orphans(hash);
-            }
-            return Err(e);
         }
 
         let mut added = vec![hash];
@@ -462,8 +493,7 @@ impl Chain {
 
     /// The header rules that need the parent (height, median time past, future drift), as
     /// [`check_header_context`] states them. The parent must be in the tree.
-    fn check_context(&self, block: &Block, now_ms: u64) -> Result<(), BlockError> {
-        let header = &block.header;
+    fn check_context(&self, header: &BlockHeader, now_ms: u64) -> Result<(), BlockError> {
         let parent = self
             .tree
             .get(&header.prev_hash)
@@ -524,7 +554,7 @@ impl Chain {
                     // It came by sync as well and is in the tree already.
                     continue;
                 }
-                match self.check_context(&block, now_ms) {
+                match self.check_context(&block.header, now_ms) {
                     Ok(()) => {
                         added.push(child);
                         self.insert(child, block);
@@ -887,7 +917,7 @@ impl Chain {
                 refused = Some((*hash, BlockError::WrongGenesis));
                 break;
             }
-            if let Err(e) = self.check_context(&block, now_ms) {
+            if let Err(e) = self.check_context(&block.header, now_ms) {
                 if is_committed_by_header(&e) {
                     self.invalid.remember(*hash);
                 }

@@ -200,8 +200,9 @@ proptest! {
         let mut remine = true;
         let expected: Result<Placement, BlockError> = match m {
             HeaderHeightOnly => {
+                // The header's rules come before the body's: the height, not the coinbase.
                 bad.header.height += 1;
-                Err(BlockError::BadCoinbaseHeight { expected: 3, got: 2 })
+                Err(BlockError::BadHeight { expected: 2, got: 3 })
             }
             Height => {
                 bad.header.height += 1;

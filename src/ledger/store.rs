@@ -1763,6 +1763,8 @@ mod tests {
         prop_oneof![
             4 => (0u8..8).prop_map(|to| Step::Extend { to }),
             2 => (0u64..4, 1usize..5, 10u8..20).prop_map(|(back, len, tag)| Step::Fork { back, len, tag }),
+            // A deeper reorg: one block longer than what it replaces.
+            1 => (5u64..30, 10u8..20).prop_map(|(back, tag)| Step::Fork { back, len: back as usize + 1, tag }),
             1 => Just(Step::Reopen),
         ]
     }

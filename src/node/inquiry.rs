@@ -1,7 +1,9 @@
-//! Commands added for the HTTP front end: a page of the main chain, and a status round with
-//! every connected peer (the seeds' `/nodes/resolve`).
+//! Commands added for the front ends: a page of the main chain (HTTP) or a window of it (the
+//! console's `chain`), and a status round with every connected peer (the seeds'
+//! `/nodes/resolve`).
 //!
-//! Rules it keeps: a page never holds more than the handle allows; at most
+//! Rules it keeps: a page never holds more than the handle allows, a window never more than
+//! `MAX_CHAIN_REPLY_BLOCKS`, and neither more than `MAX_CHAIN_REPLY_BYTES` of blocks; at most
 //! `MAX_PENDING_RESOLVES` status rounds wait at once; a status round asks each peer once, counts
 //! a peer as answered once its request has left the request map (answered or failed), waits for
 //! a sync those answers started, and always answers by its deadline.
@@ -46,8 +48,22 @@ impl NodeState {
         let length = self.chain.height().saturating_add(1);
         let (from, limit) = match window {
             ChainWindow::Latest(count) => {
+                // Down from the tip while the count and the bytes allow (the tip always goes).
                 let count = count.min(MAX_CHAIN_REPLY_BLOCKS).min(length);
-                (length - count, count)
+                let mut from = length;
+                let mut bytes = 0usize;
+                while length - from < count {
+                    let size = self
+                        .chain
+                        .block_at_height(from - 1)
+                        .map_or(0, |b| b.encoded_len());
+                    bytes = bytes.saturating_add(size);
+                    if from < length && bytes > MAX_CHAIN_REPLY_BYTES {
+                        break;
+                    }
+                    from -= 1;
+                }
+                (from, length - from)
             }
             ChainWindow::Range { from, to } => {
                 let end = to.map_or(length, |to| to.saturating_add(1));
@@ -128,5 +144,78 @@ impl NodeState {
                 syncing,
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use ed25519_dalek::SigningKey;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::ledger::pow::mine_blocking;
+    use crate::ledger::{Address, Transaction, MAX_MEMO_BYTES};
+    use crate::node::state::fixtures::TestNode;
+    use crate::node::state::Source;
+
+    /// Asks the node for a chain window, as the console does.
+    fn window(node: &TestNode, window: ChainWindow) -> ChainPage {
+        let (reply, answer) = oneshot::channel();
+        node.state.chain_window_command(window, reply);
+        match answer.blocking_recv() {
+            Ok(Ok(page)) => page,
+            other => panic!("no chain page: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_chain_reply_stops_at_a_megabyte_of_blocks_and_always_holds_the_first() {
+        let mut node = TestNode::new();
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let network = node.state.chain.genesis_hash().into();
+        // Blocks of about 1.5 KB: four posts with a full memo each.
+        let mut nonce = 0;
+        for _ in 0..800 {
+            let posts = (0..4)
+                .map(|_| {
+                    nonce += 1;
+                    Transaction::sign_transfer_with_memo(
+                        &key,
+                        &network,
+                        Address([1; 20]),
+                        0,
+                        0,
+                        nonce - 1,
+                        vec![b'x'; MAX_MEMO_BYTES],
+                    )
+                })
+                .collect();
+            let template = node.state.chain.block_template(Address([2; 20]), posts, 0);
+            let block = mine_blocking(template, 1, &AtomicBool::new(false)).expect("mined");
+            let accepted = node
+                .state
+                .chain
+                .accept_block(block, u64::MAX)
+                .expect("accepted");
+            node.state.apply_accepted(accepted, Source::Mined);
+        }
+        let block_bytes = node.state.chain.tip_block().encoded_len();
+        assert!(block_bytes > 1_300, "{block_bytes}");
+
+        let page = window(&node, ChainWindow::Range { from: 1, to: None });
+        assert_eq!((page.length, page.from), (801, 1));
+        let shown = page.blocks.len();
+        assert!(shown < 800, "{shown} blocks of {block_bytes} bytes");
+        assert!(shown * block_bytes <= MAX_CHAIN_REPLY_BYTES);
+        assert!((shown + 1) * block_bytes > MAX_CHAIN_REPLY_BYTES - block_bytes);
+        assert_eq!(page.blocks[0].height, 1);
+
+        // The latest blocks that fit, ending at the tip.
+        let latest = window(&node, ChainWindow::Latest(2_000));
+        assert_eq!(latest.blocks.len(), shown);
+        assert_eq!(latest.from, 801 - shown as u64);
+        assert_eq!(latest.blocks.last().map(|b| b.height), Some(800));
     }
 }

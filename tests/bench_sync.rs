@@ -3,13 +3,18 @@
 //! here is asserted).
 //!
 //! Environment: `BENCH_BLOCKS` (comma-separated chain lengths, default `20000`),
-//! `BENCH_FORK` (`short,long`, default `10000,12000`; empty to skip).
+//! `BENCH_FORK` (`short,long`, default `10000,12000`; empty to skip), `BENCH_SIGNED`
+//! (comma-separated `blocks x transfers` shapes of signed chains, default `20000x1,1000x1000`;
+//! empty to skip).
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{unique_network, NodeOptions, TestNode};
+use ed25519_dalek::SigningKey;
+use gossipchain::ledger::block::meets_difficulty;
+use gossipchain::ledger::{Block, NetworkParams, PublicKey, Store, Transaction};
 
 fn opts(network: &str) -> NodeOptions {
     let mut o = NodeOptions::loopback(network);
@@ -38,12 +43,12 @@ fn bench_a_fresh_node_syncing_a_chain() {
         let mut source = TestNode::start("source", opts(&network));
         mine_many(&mut source, n);
         let tip = source.tip();
-        let mut o = opts(&network);
-        o.peers.push(source.dial_addr());
+        let mut fresh = TestNode::start("fresh", opts(&network));
+        fresh.height();
+        let addr = source.dial_addr();
         let started = Instant::now();
-        let mut fresh = TestNode::start("fresh", o);
-        fresh.wait_until(|s| s["tip"] == tip.as_str(), Duration::from_secs(600));
-        let secs = started.elapsed().as_secs_f64();
+        fresh.dial(&addr);
+        let secs = time_until_tip(&mut fresh, &tip, started);
         println!(
             "BENCH | fresh sync | {n} blocks | {secs:.2} s | {:.0} blocks/s",
             n as f64 / secs
@@ -71,11 +76,118 @@ fn bench_a_deep_fork_converging() {
     let addr = long.dial_addr();
     let started = Instant::now();
     short.dial(&addr);
-    short.wait_until(|s| s["tip"] == tip.as_str(), Duration::from_secs(600));
-    let secs = started.elapsed().as_secs_f64();
+    let secs = time_until_tip(&mut short, &tip, started);
     let reorg = short.wait_event(|e| e["event"] == "reorg", Duration::from_secs(5));
     println!(
         "BENCH | deep fork | {short_n} vs {long_n} blocks | {secs:.2} s to converge | reorg depth {}",
         reorg["depth"]
     );
+}
+
+/// Seconds from `started` until `node` reports `tip`, polling its status every few
+/// milliseconds (the 100 ms waits of `wait_until` would blur a sub-second sync).
+fn time_until_tip(node: &mut TestNode, tip: &str, started: Instant) -> f64 {
+    let deadline = started + Duration::from_secs(900);
+    loop {
+        if node.status()["tip"] == tip {
+            return started.elapsed().as_secs_f64();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never reached {tip}",
+            node.label
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Blocks built in memory before the store commits them in one transaction.
+const BUILD_BATCH: usize = 500;
+
+/// Writes into `dir` (a stopped node's data directory on `network`, difficulty 1) a main chain
+/// of `blocks` blocks: one account (a fixed key) mines block 1, and every later block carries
+/// `per_block` signed transfers of 1 coin from it to itself (fee 0, so that a block of 1,000
+/// transfers never outspends the 50-coin reward; signatures, nonces and balances are checked
+/// all the same) and pays it the coinbase. Goes through
+/// the ledger's validation and the store's commits, so the node finds what it would have
+/// stored itself; building the same chain through a console would take minutes. Returns the
+/// number of transfers.
+fn write_signed_chain(dir: &std::path::Path, network: &str, blocks: u64, per_block: u64) -> u64 {
+    let params = NetworkParams::new(network, 1).expect("bench network parameters");
+    let store = Store::open(dir, &params).expect("bench store opens");
+    let network_id = params.network_id();
+    let key = SigningKey::from_bytes(&[42u8; 32]);
+    let miner = PublicKey(key.verifying_key().to_bytes()).address();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .expect("clock after 1970");
+    // The builder proposes blocks; the stored chain takes them in batches, one commit each.
+    let mut builder = store.load_chain().expect("bench chain loads");
+    let mut stored = store.load_chain().expect("bench chain loads");
+    let mut nonce = 0;
+    let mut pending = Vec::with_capacity(BUILD_BATCH);
+    for height in 1..=blocks {
+        let count = if height == 1 { 0 } else { per_block };
+        let txs: Vec<Transaction> = (0..count)
+            .map(|_| {
+                nonce += 1;
+                Transaction::sign_transfer(&key, &network_id, miner, 1, 0, nonce - 1)
+            })
+            .collect();
+        // Timestamps one second apart, the last one now.
+        let timestamp = now.saturating_sub((blocks - height) * 1_000);
+        let mut block: Block = builder.block_template(miner, txs, timestamp);
+        while !meets_difficulty(&block.block_hash(), block.header.difficulty) {
+            block.header.nonce += 1;
+        }
+        builder
+            .accept_block(block.clone(), now)
+            .expect("bench blocks are valid");
+        pending.push(block);
+        if pending.len() == BUILD_BATCH || height == blocks {
+            let batch = stored.accept_blocks(std::mem::take(&mut pending), now);
+            assert!(batch.refused.is_none(), "{:?}", batch.refused);
+            store.commit(&batch.accepted).expect("bench store commits");
+        }
+    }
+    nonce
+}
+
+/// Parses `BENCH_SIGNED`: shapes such as `20000x1,1000x1000`.
+fn signed_shapes() -> Vec<(u64, u64)> {
+    let spec = std::env::var("BENCH_SIGNED").unwrap_or_else(|_| "20000x1,1000x1000".into());
+    spec.split(',')
+        .filter_map(|shape| {
+            let (b, t) = shape.trim().split_once('x')?;
+            Some((b.parse().ok()?, t.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "a benchmark: run by scripts/bench-sync.sh"]
+fn bench_a_fresh_node_syncing_signed_transfers() {
+    for (blocks, per_block) in signed_shapes() {
+        let network = unique_network("bench-signed");
+        let mut source = TestNode::start("source", opts(&network));
+        source.quit(Duration::from_secs(30));
+        let transfers = write_signed_chain(source.data_dir(), &network, blocks, per_block);
+        source.restart();
+        let tip = source.tip();
+        assert_eq!(source.height(), blocks);
+        // Timed from the dial of a running node, as the seed's `/nodes/resolve` is timed on a
+        // running node.
+        let mut fresh = TestNode::start("fresh", opts(&network));
+        fresh.height();
+        let addr = source.dial_addr();
+        let started = Instant::now();
+        fresh.dial(&addr);
+        let secs = time_until_tip(&mut fresh, &tip, started);
+        println!(
+            "BENCH | fresh sync, signed | {blocks} blocks x {per_block} transfers | {secs:.2} s | {:.0} blocks/s, {:.0} transfers/s",
+            blocks as f64 / secs,
+            transfers as f64 / secs
+        );
+    }
 }

@@ -755,7 +755,8 @@ fn read_stdout(stdout: impl Read, tx: mpsc::Sender<Line>) {
 fn read_stderr(label: &str, stderr: impl Read, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut reader = BufReader::new(stderr);
     let mut buf = Vec::new();
-    let mut copy = std::env::var_os("E2E_LOG_DIR").and_then(|dir| {
+    let dir = std::env::var_os("E2E_LOG_DIR").filter(|d| !d.is_empty());
+    let mut copy = dir.and_then(|dir| {
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -27,6 +27,12 @@ pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// network that no longer reaches the peer fails within this, so the next re-dial can go out.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Sync streams open at once on one connection, both ways: a node keeps at most 7 requests in
+/// flight to a peer, so this leaves room for the peer's own; past it, new streams are dropped,
+/// and a peer that never reads its answers holds at most this many of them per connection
+/// (each for at most [`SYNC_REQUEST_TIMEOUT`]).
+pub const MAX_STREAMS_PER_CONNECTION: usize = 16;
+
 /// How often a peer is pinged; a failed ping closes the connection.
 pub const PING_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -184,7 +190,9 @@ pub fn build_swarm(
             let sync = request_response::Behaviour::with_codec(
                 codec,
                 [(SYNC_PROTOCOL, request_response::ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(SYNC_REQUEST_TIMEOUT),
+                request_response::Config::default()
+                    .with_request_timeout(SYNC_REQUEST_TIMEOUT)
+                    .with_max_concurrent_streams(MAX_STREAMS_PER_CONNECTION),
             );
             let identify = identify::Behaviour::new(identify::Config::new(
                 IDENTIFY_PROTOCOL.to_string(),

@@ -224,6 +224,11 @@ pub enum NetCommand {
         /// The answer.
         response: SyncResponse,
     },
+    /// Close an inbound sync request's stream unanswered (the peer is over its budget).
+    Decline {
+        /// Which request.
+        channel: InboundToken,
+    },
     /// Report a gossip message's validation result, so that gossipsub forwards or drops it.
     ReportValidation {
         /// The message.

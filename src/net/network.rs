@@ -143,6 +143,10 @@ impl Network {
                 }
                 None => debug!(?channel, "answer for an unknown inbound request dropped"),
             },
+            NetCommand::Decline { channel } => {
+                // Dropping the channel closes the stream unanswered.
+                self.inbound.remove(&channel);
+            }
             NetCommand::ReportValidation {
                 message,
                 from,

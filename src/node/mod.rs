@@ -27,6 +27,7 @@
 //! - [`explore`]: block sources, reorgs and the recent block tree, for the explorer
 //! - `metrics`: the Prometheus registry the node owns
 
+mod budget;
 pub mod command;
 mod connections;
 pub mod event;

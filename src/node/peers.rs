@@ -70,6 +70,8 @@ pub enum Offence {
     Unresponsive,
     /// Claimed more work than it could show.
     FalseStatus,
+    /// Made more sync requests, or took more answer bytes, than its budget allows.
+    OverBudget,
 }
 
 impl Offence {
@@ -78,7 +80,7 @@ impl Offence {
         match self {
             Offence::InvalidBlock => BAN_SCORE,
             Offence::Garbage | Offence::BadResponse | Offence::InvalidTransaction => 50,
-            Offence::Unresponsive | Offence::FalseStatus => 20,
+            Offence::Unresponsive | Offence::FalseStatus | Offence::OverBudget => 20,
         }
     }
 }

@@ -102,6 +102,8 @@ pub(crate) struct NodeState {
     pub(super) history: super::explore::History,
     /// The node's Prometheus metrics.
     pub(super) metrics: super::metrics::Metrics,
+    /// What each peer may still ask of us.
+    pub(super) budgets: super::budget::RequestBudgets,
     outbox: VecDeque<NetCommand>,
     /// Why the node must stop, once something it cannot go on without failed (a store commit).
     halted: Option<StoreError>,
@@ -166,6 +168,7 @@ impl NodeState {
             resolves: Vec::new(),
             history: Default::default(),
             metrics: Default::default(),
+            budgets: Default::default(),
             outbox: VecDeque::new(),
             halted: None,
         };

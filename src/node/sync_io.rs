@@ -75,7 +75,15 @@ impl NodeState {
         request: SyncRequest,
         channel: InboundToken,
     ) {
+        if !self.budgets.admit(peer, Instant::now()) {
+            debug!(%peer, "sync request over the peer's budget declined");
+            self.push(NetCommand::Decline { channel });
+            self.penalise(peer, Offence::OverBudget);
+            return;
+        }
         let response = self.answer(peer, request);
+        self.budgets
+            .charge(peer, crate::ledger::encode::encoded_size(&response));
         self.push(NetCommand::Respond { channel, response });
     }
 
@@ -340,6 +348,38 @@ mod tests {
     use crate::ledger::{Address, BlockHash};
     use crate::net::protocol::{Status, SyncRequest, SyncResponse};
     use crate::net::{InboundToken, NetCommand, NetEvent, RequestFailure, RequestId};
+
+    #[test]
+    fn a_peer_flooding_requests_is_declined_past_its_budget_and_banned_while_it_goes_on() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let burst = super::super::budget::REQUEST_BURST as u64;
+        let (mut answered, mut declined, mut disconnected) = (0u64, 0u64, false);
+        for n in 0..burst + 10 {
+            node.feed(NetEvent::SyncRequested {
+                peer,
+                request: SyncRequest::GetMempool { max_txs: 1024 },
+                channel: InboundToken(n),
+            });
+            for command in node.commands() {
+                match command {
+                    NetCommand::Respond { .. } => answered += 1,
+                    NetCommand::Decline { channel } => {
+                        assert_eq!(channel, InboundToken(n));
+                        declined += 1;
+                    }
+                    NetCommand::Disconnect(p) if p == peer => disconnected = true,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        // A request token takes about 31 ms to refill: a slow machine may answer a few more.
+        assert!(answered >= burst, "the burst is answered: {answered}");
+        assert!(declined >= 5, "the rest is declined: {declined}");
+        assert_eq!(answered + declined, burst + 10);
+        assert!(disconnected, "five refusals (20 each) ban");
+        assert!(node.state.book.is_banned(&peer, std::time::Instant::now()));
+    }
 
     fn request_ids(commands: &[NetCommand]) -> Vec<(RequestId, SyncRequest)> {
         commands

@@ -101,7 +101,7 @@ async fn chain(
         "length": found.length,
         "from": page.from,
         "limit": page.limit,
-        "next": next_page(page, found.length),
+        "next": next_page(page, found.blocks.len(), found.length),
     })))
 }
 

@@ -161,10 +161,12 @@ pub fn parse_page(query: Option<&str>) -> Result<PageQuery, ApiError> {
     Ok(page)
 }
 
-/// The height the page after `page` starts at, if the chain of `length` blocks goes on.
-pub fn next_page(page: PageQuery, length: u64) -> Option<u64> {
-    let next = page.from.saturating_add(page.limit);
-    (next < length).then_some(next)
+/// The height the page after `page` starts at, if the chain of `length` blocks goes on: right
+/// after the `shown` blocks the page holds, which may be fewer than its limit when the node's
+/// byte cap cut it short.
+pub fn next_page(page: PageQuery, shown: usize, length: u64) -> Option<u64> {
+    let next = page.from.saturating_add(shown as u64);
+    (shown > 0 && next < length).then_some(next)
 }
 
 #[cfg(test)]
@@ -207,18 +209,25 @@ mod tests {
     #[test]
     fn the_next_page_is_named_only_while_the_chain_goes_on() {
         let page = PageQuery { from: 0, limit: 2 };
-        assert_eq!(next_page(page, 5), Some(2));
-        assert_eq!(next_page(PageQuery { from: 4, limit: 2 }, 5), None);
+        assert_eq!(next_page(page, 2, 5), Some(2));
+        // A page cut short by the byte cap goes on right after its last block.
         assert_eq!(
             next_page(
                 PageQuery {
-                    from: u64::MAX,
-                    limit: 2
+                    from: 0,
+                    limit: 100
                 },
-                5
+                7,
+                50
             ),
-            None
+            Some(7)
         );
+        assert_eq!(next_page(PageQuery { from: 4, limit: 2 }, 1, 5), None);
+        let past = PageQuery {
+            from: u64::MAX,
+            limit: 2,
+        };
+        assert_eq!(next_page(past, 0, 5), None);
     }
 
     #[test]

@@ -141,6 +141,18 @@ fn the_tree_shows_the_losing_branch_and_the_reorg_after_two_nodes_meet() {
     assert_eq!(m["gossipchain_reorgs_total"], 1.0);
     assert_eq!(m["gossipchain_reorg_depth_sum"], 2.0);
     assert_eq!(m["gossipchain_side_blocks"], 2.0);
+    // libp2p's own metrics ride along: the connection to b is counted, and its pings timed.
+    let established: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("gossipchain_libp2p_swarm_connections_established_total"))
+        .map(|(_, v)| *v)
+        .sum();
+    assert!(established >= 1.0, "no libp2p connection counted: {m:?}");
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with("gossipchain_libp2p_ping_rtt_seconds_count")),
+        "no libp2p ping timed: {m:?}"
+    );
 
     let shallow = get(&url, "/api/v1/tree?depth=1").json();
     assert_eq!(shallow["from_height"], 3);

@@ -12,10 +12,12 @@ use std::collections::{HashMap, VecDeque};
 
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
+use libp2p::metrics::{Metrics, Recorder};
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, identity, mdns, ping, Multiaddr, PeerId};
+use prometheus_client::registry::Registry;
 use tracing::debug;
 
 use super::behaviour::{build_swarm, BehaviourEvent, NetError, NodeSwarm};
@@ -52,6 +54,8 @@ pub struct Network {
     next_inbound: u64,
     unannounced: Unannounced,
     ready: VecDeque<NetEvent>,
+    /// libp2p's own metrics (connections, gossipsub, identify, ping), in the node's registry.
+    metrics: Metrics,
 }
 
 impl Network {
@@ -66,6 +70,7 @@ impl Network {
         genesis: &BlockHash,
         mdns: bool,
         listen: &[Multiaddr],
+        registry: &mut Registry,
     ) -> Result<Self, NetError> {
         let mut swarm = build_swarm(keypair, params, mdns)?;
         let (blocks, txs) = (blocks_topic(genesis), txs_topic(genesis));
@@ -97,6 +102,7 @@ impl Network {
             next_inbound: 0,
             unannounced: Unannounced::new(),
             ready: VecDeque::new(),
+            metrics: Metrics::new(registry),
         })
     }
 
@@ -230,6 +236,7 @@ impl Network {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.record(&event);
         let event = match event {
             SwarmEvent::NewListenAddr { address, .. } => NetEvent::Listening { address },
             SwarmEvent::ExpiredListenAddr { address, .. } => NetEvent::ListenExpired { address },
@@ -270,6 +277,12 @@ impl Network {
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match &event {
+            BehaviourEvent::Gossipsub(e) => self.metrics.record(e),
+            BehaviourEvent::Ping(e) => self.metrics.record(e),
+            BehaviourEvent::Identify(e) => self.metrics.record(e),
+            _ => {}
+        }
         match event {
             BehaviourEvent::Gossipsub(event) => self.on_gossip(event),
             BehaviourEvent::Sync(event) => self.on_sync(event),
@@ -452,6 +465,7 @@ mod tests {
             &params.genesis_hash(),
             false,
             &[loopback],
+            &mut Registry::default(),
         )
         .expect("network starts");
         loop {

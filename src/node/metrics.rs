@@ -187,6 +187,12 @@ impl Metrics {
         }
     }
 
+    /// The registry libp2p's own swarm, gossipsub, identify and ping metrics are added to
+    /// (under `gossipchain_libp2p_`), so that one `/metrics` scrape shows both.
+    pub(super) fn registry_for_libp2p(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Counts what an event reports.
     pub(super) fn observe_event(&self, event: &Event) {
         match event {

@@ -130,7 +130,7 @@ impl Node {
         let store = Store::open(&config.data_dir, &config.params)?;
         let (events, _) = broadcast::channel(EVENT_QUEUE);
         let (outcomes, mined) = mpsc::channel(MINED_QUEUE);
-        let (state, keypair) = NodeState::open(
+        let (mut state, keypair) = NodeState::open(
             config.params.clone(),
             store,
             config.mine_threads,
@@ -139,12 +139,14 @@ impl Node {
             events.clone(),
             outcomes,
         )?;
+        let genesis = state.genesis_hash();
         let network = Network::start(
             keypair,
             &config.params,
-            &state.genesis_hash(),
+            &genesis,
             config.mdns,
             &config.listen,
+            state.metrics.registry_for_libp2p(),
         )?;
         info!(
             peer_id = %state.peer_id,

@@ -22,7 +22,7 @@
 //!   remembered as `KnownInvalid`, and so are the orphans waiting on it;
 //! - side branches are bounded: those whose leaf is more than [`PRUNE_DEPTH`] blocks below the
 //!   tip are pruned, then the lightest while there are more than [`MAX_SIDE_BLOCKS`] side
-//!   blocks; main-chain blocks never are, nor the branch a sync downloads ([`Chain::protect`]),
+//!   blocks or more than [`MAX_SIDE_BYTES`] of them; main-chain blocks never are, nor the branch a sync downloads ([`Chain::protect`]),
 //!   and a pruned block is forgotten, not held invalid;
 //! - a run of blocks from a sync ([`Chain::accept_blocks`]) is checked cheap rules first, its
 //!   signatures in parallel batches, and activated and pruned once: one tip change per run.
@@ -72,6 +72,10 @@ pub const PRUNE_DEPTH: u64 = 1_000;
 
 /// Cap on the number of side-branch blocks kept in the tree.
 pub const MAX_SIDE_BLOCKS: usize = 4_096;
+
+/// Most encoded bytes kept on side branches: a peer mining cheap side blocks full of transfers
+/// (checked only structurally off the main chain) cannot grow the node's memory past this.
+pub const MAX_SIDE_BYTES: usize = 32 * 1024 * 1024;
 
 /// One change of the main chain's tip, as seen by the mempool, the store and the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +199,8 @@ pub struct Chain {
     /// The leaf of the branch a sync is downloading: never pruned, and handed on to the first
     /// child that joins it, so the protection follows the branch as it grows.
     protected: Option<BlockHash>,
+    /// Most encoded bytes kept on side branches ([`MAX_SIDE_BYTES`]; smaller in tests).
+    side_bytes_cap: usize,
 }
 
 impl Chain {
@@ -226,6 +232,7 @@ impl Chain {
             invalid: InvalidSet::default(),
             early: EarlySet::default(),
             protected: None,
+            side_bytes_cap: MAX_SIDE_BYTES,
         }
     }
 
@@ -377,6 +384,24 @@ impl Chain {
     /// Number of blocks in the tree that are not on the main chain.
     pub fn side_block_count(&self) -> usize {
         self.tree.len().saturating_sub(self.main.len())
+    }
+
+    /// Encoded bytes of the blocks on side branches, walked from each side leaf down to the
+    /// main chain (side branches are bounded, so this is too).
+    pub fn side_bytes(&self) -> usize {
+        let mut seen = HashSet::new();
+        let mut total = 0;
+        for leaf in &self.leaves {
+            let mut cursor = *leaf;
+            while !self.is_on_main_chain(&cursor) && seen.insert(cursor) {
+                let Some(e) = self.tree.get(&cursor) else {
+                    break;
+                };
+                total += e.bytes;
+                cursor = e.parent;
+            }
+        }
+        total
     }
 
     /// The median timestamp of the last 11 main-chain blocks ending at the tip: the next
@@ -739,7 +764,8 @@ impl Chain {
 
     /// Bounds the side branches: drops branches whose leaf is more than [`PRUNE_DEPTH`] below
     /// the tip, then the branches with the least work while there are more than
-    /// [`MAX_SIDE_BLOCKS`] side blocks. Main-chain blocks are never pruned.
+    /// [`MAX_SIDE_BLOCKS`] side blocks or more than [`MAX_SIDE_BYTES`] of them. Main-chain
+    /// blocks and the branch a sync is downloading are never pruned.
     fn prune(&mut self) {
         if self.leaves.len() <= 1 {
             return;
@@ -762,23 +788,28 @@ impl Chain {
                 true
             }
         });
-        if self.side_block_count() <= MAX_SIDE_BLOCKS {
+        let mut bytes = self.side_bytes();
+        let over = |chain: &Self, bytes: usize| {
+            chain.side_block_count() > MAX_SIDE_BLOCKS || bytes > chain.side_bytes_cap
+        };
+        if !over(self, bytes) {
             return;
         }
         // Least work first; among equals the newest goes first.
         side_leaves.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         for (_, _, hash, _) in side_leaves {
-            if self.side_block_count() <= MAX_SIDE_BLOCKS {
+            if !over(self, bytes) {
                 break;
             }
-            self.prune_branch(hash);
+            bytes = bytes.saturating_sub(self.prune_branch(hash));
         }
     }
 
     /// Removes a side-branch leaf and its ancestors down to the main chain or to the first
-    /// ancestor with other children.
-    fn prune_branch(&mut self, leaf: BlockHash) {
+    /// ancestor with other children; returns the encoded bytes removed.
+    fn prune_branch(&mut self, leaf: BlockHash) -> usize {
         let mut cursor = leaf;
+        let mut freed = 0;
         loop {
             if self.is_on_main_chain(&cursor) {
                 break;
@@ -790,9 +821,11 @@ impl Chain {
                 break;
             }
             let parent = e.parent;
+            freed += e.bytes;
             self.remove_subtree(cursor);
             cursor = parent;
         }
+        freed
     }
 
     /// The block locator: tip, about ten recent hashes, then exponentially back to genesis.
@@ -1284,6 +1317,49 @@ mod tests {
         assert_eq!(chain.main_chain().count(), main.len() + 1);
         assert_eq!(chain.leaves.len(), 1);
         assert_eq!(chain.tree.len(), main.len() + 1);
+    }
+
+    #[test]
+    fn side_branches_are_capped_by_bytes_too_the_lightest_going_first() {
+        let p = params();
+        let mut chain = Chain::new(p.clone());
+        chain.side_bytes_cap = 20_000;
+        let main = branch(&p, &p.genesis(), miner(1), 3);
+        for blk in &main {
+            accept(&mut chain, blk);
+        }
+        let heavy = branch(&p, &p.genesis(), miner(2), 3);
+        for blk in &heavy {
+            accept(&mut chain, blk);
+        }
+        // One-block side branches, each carrying a few kilobytes of memo transfers that no
+        // state pays for (a side block is only checked structurally): far fewer blocks than
+        // the count cap, far more bytes than the byte cap.
+        let sender = key(9);
+        for i in 0..40u64 {
+            let txs = (0..8)
+                .map(|n| {
+                    Transaction::sign_transfer_with_memo(
+                        &sender,
+                        &p.network_id(),
+                        miner(4),
+                        1,
+                        1,
+                        i * 8 + n,
+                        vec![b'x'; 200],
+                    )
+                })
+                .collect();
+            let light = child_at(&p, &main[1], miner(3), txs, 1 + i);
+            accept(&mut chain, &light);
+            assert!(chain.side_bytes() <= 20_000, "{}", chain.side_bytes());
+        }
+        assert!(chain.side_block_count() < 40);
+        assert!(
+            chain.knows(&heavy[2].block_hash()),
+            "the heaviest branch stays"
+        );
+        assert_eq!(chain.tip(), main[2].block_hash());
     }
 
     #[test]

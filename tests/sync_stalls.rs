@@ -4,6 +4,8 @@
 //! the bodies come from the honest peer.
 
 mod common;
+#[path = "common/http_client.rs"]
+mod http_client;
 #[path = "common/raw_peer.rs"]
 mod raw_peer;
 
@@ -199,6 +201,15 @@ fn a_peer_with_valid_headers_and_invalid_bodies_is_banned_and_the_bodies_come_fr
         WAIT,
     );
     assert_eq!(late.height(), 0, "nothing of the broken body was kept");
+    // The refusal is counted in /metrics under the rule the body broke.
+    let url = late.http_url();
+    let metrics = String::from_utf8_lossy(&http_client::get(&url, "/metrics").body).into_owned();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gossipchain_blocks_rejected_total{") && !l.ends_with(" 0")),
+        "no rejected block counted: {metrics}"
+    );
 
     let tip = honest.tip();
     let honest_addr = honest.dial_addr();

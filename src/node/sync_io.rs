@@ -247,6 +247,7 @@ impl NodeState {
                 _ => RefusedKind::Body,
             };
             if kind != RefusedKind::Early {
+                self.metrics.block_rejected(&error);
                 warn!(%hash, %error, "invalid block in a sync batch");
             } else {
                 debug!(%hash, %error, "sync stopped at a block from the future");

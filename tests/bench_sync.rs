@@ -42,13 +42,7 @@ fn bench_a_fresh_node_syncing_a_chain() {
         let network = unique_network("bench-sync");
         let mut source = TestNode::start("source", opts(&network));
         mine_many(&mut source, n);
-        let tip = source.tip();
-        let mut fresh = TestNode::start("fresh", opts(&network));
-        fresh.height();
-        let addr = source.dial_addr();
-        let started = Instant::now();
-        fresh.dial(&addr);
-        let secs = time_until_tip(&mut fresh, &tip, started);
+        let secs = time_fresh_sync(&mut source, &network);
         println!(
             "BENCH | fresh sync | {n} blocks | {secs:.2} s | {:.0} blocks/s",
             n as f64 / secs
@@ -82,6 +76,18 @@ fn bench_a_deep_fork_converging() {
         "BENCH | deep fork | {short_n} vs {long_n} blocks | {secs:.2} s to converge | reorg depth {}",
         reorg["depth"]
     );
+}
+
+/// Seconds a fresh node on `network` takes to catch up with `source`, timed from its `dial`
+/// of a node that is already running, as the seed's `/nodes/resolve` is timed on a running node.
+fn time_fresh_sync(source: &mut TestNode, network: &str) -> f64 {
+    let tip = source.tip();
+    let mut fresh = TestNode::start("fresh", opts(network));
+    fresh.height();
+    let addr = source.dial_addr();
+    let started = Instant::now();
+    fresh.dial(&addr);
+    time_until_tip(&mut fresh, &tip, started)
 }
 
 /// Seconds from `started` until `node` reports `tip`, polling its status every few
@@ -174,16 +180,8 @@ fn bench_a_fresh_node_syncing_signed_transfers() {
         source.quit(Duration::from_secs(30));
         let transfers = write_signed_chain(source.data_dir(), &network, blocks, per_block);
         source.restart();
-        let tip = source.tip();
         assert_eq!(source.height(), blocks);
-        // Timed from the dial of a running node, as the seed's `/nodes/resolve` is timed on a
-        // running node.
-        let mut fresh = TestNode::start("fresh", opts(&network));
-        fresh.height();
-        let addr = source.dial_addr();
-        let started = Instant::now();
-        fresh.dial(&addr);
-        let secs = time_until_tip(&mut fresh, &tip, started);
+        let secs = time_fresh_sync(&mut source, &network);
         println!(
             "BENCH | fresh sync, signed | {blocks} blocks x {per_block} transfers | {secs:.2} s | {:.0} blocks/s, {:.0} transfers/s",
             blocks as f64 / secs,

@@ -247,20 +247,7 @@ impl Chain {
     /// # Errors
     /// The [`BlockError`] of a block that does not connect.
     pub fn from_main_chain(params: NetworkParams, blocks: Vec<Block>) -> Result<Self, BlockError> {
-        let mut chain = Chain::new(params);
-        for block in blocks {
-            let tip = chain.tip();
-            if block.header.prev_hash != tip {
-                return Err(BlockError::UnknownParent(block.header.prev_hash));
-            }
-            let block = block.assume_signatures_checked(&chain.params)?;
-            chain.check_context(&block.header, u64::MAX)?;
-            chain.state.apply_block(&block, chain.params.reward)?;
-            let hash = block.block_hash();
-            chain.insert(hash, block);
-            chain.main.push(hash);
-        }
-        Ok(chain)
+        Self::link_stored(params, blocks, true)
     }
 
     /// Restores a chain from our own store without replaying it: the main-chain blocks
@@ -276,6 +263,18 @@ impl Chain {
         blocks: Vec<Block>,
         state: State,
     ) -> Result<Self, BlockError> {
+        let mut chain = Self::link_stored(params, blocks, false)?;
+        chain.state = state;
+        Ok(chain)
+    }
+
+    /// Links stored main-chain blocks onto genesis through the store's door; with `replay`,
+    /// also checks each one's contextual header rules and applies it to the state.
+    fn link_stored(
+        params: NetworkParams,
+        blocks: Vec<Block>,
+        replay: bool,
+    ) -> Result<Self, BlockError> {
         let mut chain = Chain::new(params);
         for block in blocks {
             let tip = chain.tip();
@@ -283,11 +282,14 @@ impl Chain {
                 return Err(BlockError::UnknownParent(block.header.prev_hash));
             }
             let block = block.assume_signatures_checked(&chain.params)?;
+            if replay {
+                chain.check_context(&block.header, u64::MAX)?;
+                chain.state.apply_block(&block, chain.params.reward)?;
+            }
             let hash = block.block_hash();
             chain.insert(hash, block);
             chain.main.push(hash);
         }
-        chain.state = state;
         Ok(chain)
     }
 

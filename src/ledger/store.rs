@@ -23,12 +23,13 @@
 //! [`StoreError`], never a panic or a wrong chain.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::block::{Block, BlockError};
-use super::chain::{Accepted, Chain, TipChange};
+use super::chain::{Accepted, BlockSource, Chain, TipChange};
 use super::encode::{decode, encode};
 use super::hash::Address;
 use super::hash::BlockHash;
@@ -65,6 +66,9 @@ const NODE_KEY_ED25519: &str = "ed25519";
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A main-chain body the chain needed to move its tip could not be read back.
+    #[error("a stored main-chain block could not be read: {0}")]
+    BodyUnreadable(String),
     /// The data directory belongs to another network.
     #[error("data directory belongs to network {found}, not to network {expected}")]
     OtherNetwork {
@@ -180,13 +184,20 @@ pub enum StoreError {
 /// The redb database in a node's data directory.
 #[derive(Debug)]
 pub struct Store {
-    /// Always `Some` until dropped; see the `Drop` impl.
-    db: Option<Database>,
+    /// Always `Some` until dropped; see the `Drop` impl. Shared with the readers that
+    /// [`Store::reader`] hands the chain.
+    db: Option<Arc<Database>>,
     path: PathBuf,
     params: NetworkParams,
     /// The file's format: [`FORMAT_VERSION`], or [`FORMAT_WITHOUT_STATE`] when opened for
     /// [`Store::reindex`].
     format: u32,
+}
+
+impl BlockSource for Store {
+    fn stored_block(&self, hash: &BlockHash) -> Result<Option<Block>, String> {
+        self.block(hash).map_err(|e| e.to_string())
+    }
 }
 
 /// A network as named in errors: its name and the start of its genesis hash.
@@ -337,7 +348,8 @@ fn first_difference(stored: &State, replayed: &State) -> Option<(Address, Accoun
 impl Drop for Store {
     fn drop(&mut self) {
         if let Some(db) = self.db.take() {
-            // Closing writes the allocator state and can panic on a damaged file.
+            // Closing (by the last holder) writes the allocator state and can panic on a
+            // damaged file.
             let _ = catch_quietly(move || drop(db));
         }
     }
@@ -384,7 +396,7 @@ impl Store {
             })
         })?;
         let mut store = Store {
-            db: Some(db),
+            db: Some(Arc::new(db)),
             path: path.clone(),
             params: params.clone(),
             format: FORMAT_VERSION,
@@ -405,14 +417,14 @@ impl Store {
     /// The open database.
     fn db(&self) -> Result<&Database, StoreError> {
         self.db
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| self.corrupt("database already closed"))
     }
 
     /// Verifies every page's checksum, so a file damaged behind redb's back is refused at
     /// open rather than failing at some later read.
     fn check_integrity(&mut self) -> Result<(), StoreError> {
-        let result = match self.db.as_mut() {
+        let result = match self.db.as_mut().and_then(Arc::get_mut) {
             Some(db) => db.check_integrity(),
             None => return Err(self.corrupt("database already closed")),
         };
@@ -682,29 +694,53 @@ impl Store {
         let mut state = State::new();
         let mut undos = Vec::with_capacity(chain.height() as usize);
         for block in chain.main_chain().skip(1) {
-            undos.push(state.undo_data(block));
+            undos.push(state.undo_data(&block));
             state
-                .apply_block(block, self.params.reward)
+                .apply_block(&block, self.params.reward)
                 .map_err(StoreError::InvalidChain)?;
         }
         Ok((chain, undos))
     }
 
-    /// Loads the stored main chain and its state without replaying it: the blocks enter the
-    /// index through the store's door (every context-free rule but signatures), the state is
-    /// read as stored. Side branches are not restored. [`Store::verify`] checks the two agree.
+    /// Loads the stored main chain and its state without replaying it or reading its bodies:
+    /// the index (hashes by height), the tip's body and the state as stored; the chain reads
+    /// other bodies through [`Store::reader`] when it needs them. Side branches are not
+    /// restored. [`Store::verify`] checks the index, the blocks and the state agree.
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] for a damaged store, [`StoreError::NeedsReindex`] for the old
-    /// format, [`StoreError::InvalidChain`] when a stored block breaks a context-free rule.
+    /// format, [`StoreError::InvalidChain`] when the tip's body does not match the index.
     pub fn load_chain(&self) -> Result<Chain, StoreError> {
         guarded(&self.path, || {
             self.require_current_format()?;
             let txn = self.db()?.begin_read().map_err(|e| self.db_err(e))?;
-            let (_, blocks) = self.read_main_blocks(&txn)?;
+            let hashes = self.read_main_chain(&txn)?;
+            if hashes.first() != Some(&self.params.genesis_hash()) {
+                return Err(self.corrupt("main chain does not start at this network's genesis"));
+            }
+            let tip = hashes.last().copied().unwrap_or(BlockHash::ZERO);
+            let table = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
+            let bytes = table
+                .get(tip.0)
+                .map_err(|e| self.db_err(e))?
+                .ok_or_else(|| self.corrupt(format!("main-chain block {tip} is missing")))?;
+            let tip_block = self.decode_block(&tip, bytes.value())?;
             let state = self.read_state(&txn)?;
-            Chain::from_stored(self.params.clone(), blocks, state).map_err(StoreError::InvalidChain)
+            let source: Arc<dyn BlockSource> = Arc::new(self.reader());
+            Chain::from_index(self.params.clone(), hashes, tip_block, state, source)
+                .map_err(StoreError::InvalidChain)
         })
+    }
+
+    /// A second handle on the same database, for reading blocks (the chain reads main-chain
+    /// bodies it does not keep in memory through it).
+    pub fn reader(&self) -> Store {
+        Store {
+            db: self.db.clone(),
+            path: self.path.clone(),
+            params: self.params.clone(),
+            format: self.format,
+        }
     }
 
     /// Replays the stored main chain from genesis with every rule but signatures, and checks
@@ -1353,9 +1389,16 @@ mod tests {
     fn replay(chain: &Chain) -> State {
         let mut state = State::new();
         for block in chain.main_chain().skip(1) {
-            state.apply_block(block, chain.params().reward).unwrap();
+            state.apply_block(&block, chain.params().reward).unwrap();
         }
         state
+    }
+
+    /// An in-memory copy of a chain's main chain, which outlives the store the chain reads its
+    /// bodies from (the store can then be closed and reopened).
+    fn detached(chain: Chain) -> Chain {
+        let blocks = chain.main_chain().skip(1).map(|b| (*b).clone()).collect();
+        Chain::from_main_chain(chain.params().clone(), blocks).unwrap()
     }
 
     fn assert_same_chain(loaded: &Chain, live: &Chain) {
@@ -1424,7 +1467,7 @@ mod tests {
             }
             assert_eq!(deepest, 3);
             assert_eq!(chain.height(), 8);
-            (chain, store.node_key().unwrap())
+            (detached(chain), store.node_key().unwrap())
         };
         let store = Store::open(dir.path(), &params()).unwrap();
         let loaded = store.load_chain().unwrap();
@@ -1565,13 +1608,12 @@ mod tests {
             let store = Store::open(dir.path(), &params()).unwrap();
             let mut chain = store.load_chain().unwrap();
             grow(&mut chain, Some(&store), 10_000, 1_000, &alice);
-            chain
+            detached(chain)
         };
         assert_eq!(live.height(), 10_000);
         assert!(live.state().next_nonce(&alice_addr) > 3_000);
         let store = Store::open(dir.path(), &params()).unwrap();
-        let loaded = store.load_chain().unwrap();
-        assert_same_chain(&loaded, &live);
+        assert_same_chain(&store.load_chain().unwrap(), &live);
         assert_eq!(store.verify().unwrap().height, 10_000);
 
         // Proof that nothing was replayed: a stored account changed behind the store's back
@@ -1650,13 +1692,15 @@ mod tests {
     }
 
     #[test]
-    fn a_reorg_deeper_than_the_prune_depth_is_undone_from_stored_undo_data() {
+    fn a_reorg_deeper_than_the_body_cache_is_undone_from_stored_bodies_and_undo_data() {
         let dir = tempfile::tempdir().unwrap();
         let (alice, alice_addr) = signer(1);
         let (bob, _) = signer(2);
         let store = Store::open(dir.path(), &params()).unwrap();
         let mut chain = store.load_chain().unwrap();
-        grow(&mut chain, Some(&store), 1_300, 100, &alice);
+        grow(&mut chain, Some(&store), 2_600, 100, &alice);
+        // The chain keeps only the recent bodies; the reorg reads the rest from the store.
+        assert!(chain.bodies_in_memory() <= crate::ledger::chain::BODY_CACHE_BLOCKS + 100);
         let fork_at = 100;
         // The rival chain is the same up to `fork_at`, then pays bob and is one block longer.
         let mut rival = Chain::new(params());
@@ -1664,24 +1708,29 @@ mod tests {
             .main_chain()
             .skip(1)
             .take(fork_at)
-            .map(|b| (**b).clone())
+            .map(|b| (*b).clone())
             .collect();
         assert_eq!(rival.accept_blocks(shared, NOW).refused, None);
-        grow(&mut rival, None, 1_201, 1_201, &bob);
+        grow(&mut rival, None, 2_501, 2_501, &bob);
         let branch: Vec<Block> = rival
             .main_chain()
             .skip(fork_at + 1)
-            .map(|b| (**b).clone())
+            .map(|b| (*b).clone())
             .collect();
         let batch = chain.accept_blocks(branch, NOW);
         assert_eq!(batch.refused, None);
         let change = batch.accepted.tip_change.clone().unwrap();
-        assert_eq!(change.depth(), 1_200);
+        assert_eq!(change.depth(), 2_500);
+        assert!(2_500 > crate::ledger::chain::BODY_CACHE_BLOCKS);
         assert_eq!(change.fork_height, fork_at as u64);
         store.commit(&batch.accepted).unwrap();
         assert_eq!(chain.tip(), rival.tip());
         assert_eq!(chain.state(), rival.state());
         let loaded = store.load_chain().unwrap();
+        assert!(
+            loaded.bodies_in_memory() <= crate::ledger::chain::MEDIAN_TIME_SPAN + 2,
+            "a restart reads the tip and its median-time window, not the chain"
+        );
         assert_same_chain(&loaded, &chain);
         assert_eq!(loaded.state(), &replay(&chain));
         assert!(loaded.state().balance(&alice_addr) > 0);
@@ -1705,7 +1754,7 @@ mod tests {
                 .insert(META_FORMAT, 1u32.to_le_bytes().as_slice())
                 .unwrap();
             txn.commit().unwrap();
-            chain
+            detached(chain)
         };
         let err = Store::open(dir.path(), &params()).unwrap_err();
         assert!(
@@ -1795,10 +1844,11 @@ mod tests {
                         }
                     }
                     Step::Reopen => {
+                        let expected = detached(chain);
                         drop(store);
                         store = Store::open(dir.path(), &params()).unwrap();
                         let loaded = store.load_chain().unwrap();
-                        assert_same_chain(&loaded, &chain);
+                        assert_same_chain(&loaded, &expected);
                         chain = loaded;
                     }
                 }
@@ -1806,9 +1856,10 @@ mod tests {
                 let verified = store.verify();
                 proptest::prop_assert!(verified.is_ok(), "{:?}", verified);
             }
+            let expected = detached(chain);
             drop(store);
             let store = Store::open(dir.path(), &params()).unwrap();
-            assert_same_chain(&store.load_chain().unwrap(), &chain);
+            assert_same_chain(&store.load_chain().unwrap(), &expected);
         }
     }
 

@@ -160,7 +160,7 @@ impl NodeState {
         };
         let mut blocks: Vec<TreeBlock> = (from_height..=height)
             .filter_map(|h| self.chain.block_at_height(h))
-            .map(|b| view(b, true))
+            .map(|b| view(&b, true))
             .collect();
         let mut seen: HashSet<BlockHash> = blocks.iter().map(|b| b.hash).collect();
         for hash in self.history.hashes() {
@@ -170,7 +170,7 @@ impl NodeState {
             if let Some(block) = self.chain.block(hash) {
                 if block.header.height >= from_height {
                     seen.insert(*hash);
-                    blocks.push(view(block, false));
+                    blocks.push(view(&block, false));
                 }
             }
         }

@@ -206,10 +206,14 @@ impl NodeState {
     /// Stops everything that would announce state the store does not hold: the outbox is
     /// emptied and closed, and the console is told why.
     fn halt(&mut self, error: StoreError) {
-        error!(%error, "store commit failed; the node stops");
+        let what = match error {
+            StoreError::BodyUnreadable(_) => "read",
+            _ => "commit",
+        };
+        error!(%error, "store {what} failed; the node stops");
         self.outbox.clear();
         self.emit(Event::NodeHalted {
-            reason: format!("store commit failed: {error}"),
+            reason: format!("store {what} failed: {error}"),
         });
         self.halted = Some(error);
     }
@@ -347,6 +351,11 @@ impl NodeState {
     /// Stores what the chain accepted, updates the mempool and reports the tip change.
     pub(super) fn apply_accepted(&mut self, accepted: Accepted, source: Source) -> Applied {
         if self.halted.is_some() {
+            return Applied::Halted;
+        }
+        if let Some(reason) = self.chain.take_read_failure() {
+            // The chain could not read a body it needed and stayed where it was.
+            self.halt(StoreError::BodyUnreadable(reason));
             return Applied::Halted;
         }
         if let Err(error) = self.store.commit(&accepted) {

@@ -104,7 +104,7 @@ pub(crate) fn accept(chain: &mut Chain, block: &Block) -> Accepted {
 pub(crate) fn replay(chain: &Chain) -> State {
     let mut state = State::new();
     for b in chain.main_chain().skip(1) {
-        state.apply_block(b, chain.params().reward).unwrap();
+        state.apply_block(&b, chain.params().reward).unwrap();
     }
     state
 }

@@ -62,8 +62,8 @@ pub(super) fn answer_start(
 
 /// The leading `blocks` (each with its encoded size) that fit in `max_blocks` and `max_bytes`;
 /// the first always fits when `max_blocks > 0`.
-pub(super) fn take_capped<'a>(
-    blocks: impl Iterator<Item = (&'a Arc<Block>, usize)>,
+pub(super) fn take_capped(
+    blocks: impl Iterator<Item = (Arc<Block>, usize)>,
     max_blocks: usize,
     max_bytes: usize,
 ) -> Vec<Arc<Block>> {
@@ -74,7 +74,7 @@ pub(super) fn take_capped<'a>(
             break;
         }
         bytes = bytes.saturating_add(size);
-        out.push(Arc::clone(block));
+        out.push(block);
     }
     out
 }

@@ -388,10 +388,10 @@ proptest! {
                 }
                 Err(_) => prop_assert_eq!(chain.tip(), before_tip),
             }
-            prop_assert_eq!(&mirror, &chain.main);
+            prop_assert_eq!(&mirror, &chain.main.hashes().to_vec());
             prop_assert_eq!(chain.state(), &replay(&chain));
             let tip_work = chain.total_work();
-            prop_assert!(chain.tree.values().all(|e| e.work <= tip_work));
+            prop_assert!(chain.side.values().all(|e| e.work <= tip_work));
         }
         // Everything has arrived: the tip is a valid block with the most work of all.
         let best = (0..blocks.len()).filter(|&i| valid[i]).map(|i| work[i]).max().unwrap();

@@ -1,0 +1,173 @@
+//! The bodies of main-chain blocks, as memory holds them: a bounded cache of the recent ones in
+//! front of the store, so memory grows with the index, not with the blocks.
+//!
+//! Rules kept:
+//! - with a [`BlockSource`] (a node's store), at most [`BODY_CACHE_BLOCKS`] bodies and
+//!   [`BODY_CACHE_BYTES`] are kept, the oldest inserted going first, except the bodies put on
+//!   the main chain by the latest change, which the store may not have committed yet: those
+//!   stay until the next change;
+//! - without a source (a chain held only in memory: tests, a replay) every body is kept;
+//! - a body read from the source must have the hash asked for.
+//!
+//! It imports nothing from the chain; [`super::Chain`] keeps one.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::ledger::block::Block;
+use crate::ledger::hash::BlockHash;
+
+/// Most main-chain bodies kept in memory beside the store.
+pub const BODY_CACHE_BLOCKS: usize = 2_048;
+
+/// Most encoded bytes of main-chain bodies kept in memory beside the store.
+pub const BODY_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Where a chain reads the main-chain bodies it does not keep in memory: the node's store.
+pub trait BlockSource: Send + Sync + fmt::Debug {
+    /// The stored block with this hash; `Err` names what failed (a damaged or unreadable
+    /// store), `Ok(None)` when it is not stored.
+    ///
+    /// # Errors
+    /// A description of the read failure.
+    fn stored_block(&self, hash: &BlockHash) -> Result<Option<Block>, String>;
+}
+
+/// Main-chain bodies in memory, bounded when a source holds them all.
+#[derive(Debug, Default)]
+pub(super) struct Bodies {
+    source: Option<Arc<dyn BlockSource>>,
+    held: HashMap<BlockHash, (Arc<Block>, usize)>,
+    /// Insertion order, oldest first (may name bodies removed since).
+    order: VecDeque<BlockHash>,
+    bytes: usize,
+    /// Bodies the latest change put on the main chain: kept until the next change.
+    pinned: HashSet<BlockHash>,
+    /// The first read failure since it was last taken.
+    failure: Option<String>,
+}
+
+impl Bodies {
+    /// A cache in front of `source`, or an unbounded store of bodies without one.
+    pub(super) fn new(source: Option<Arc<dyn BlockSource>>) -> Self {
+        Self {
+            source,
+            ..Self::default()
+        }
+    }
+
+    /// Keeps a main-chain body; `pin` keeps it at least until the next [`Bodies::unpin_all`].
+    pub(super) fn insert(&mut self, hash: BlockHash, block: Arc<Block>, bytes: usize, pin: bool) {
+        if self.held.insert(hash, (block, bytes)).is_none() {
+            self.bytes = self.bytes.saturating_add(bytes);
+            self.order.push_back(hash);
+        }
+        // A change may put more on the main chain than the cache holds; it shrinks once the
+        // change is stored.
+        if pin {
+            self.pinned.insert(hash);
+        } else {
+            self.shrink();
+        }
+    }
+
+    /// Lets the bodies of the previous change go like any other (the store has them now).
+    pub(super) fn unpin_all(&mut self) {
+        self.pinned.clear();
+        self.shrink();
+    }
+
+    /// Forgets a body (its block left the main chain).
+    pub(super) fn remove(&mut self, hash: &BlockHash) -> Option<Arc<Block>> {
+        let (block, bytes) = self.held.remove(hash)?;
+        self.bytes = self.bytes.saturating_sub(bytes);
+        Some(block)
+    }
+
+    /// The body of a main-chain block: from memory, else read from the source (and kept).
+    /// `None` when it cannot be had; a read failure is remembered for [`Bodies::take_failure`].
+    pub(super) fn get(&mut self, hash: &BlockHash) -> Option<Arc<Block>> {
+        if let Some((block, _)) = self.held.get(hash) {
+            return Some(Arc::clone(block));
+        }
+        let block = self.read(hash)?;
+        let bytes = block.encoded_len();
+        self.insert(*hash, Arc::clone(&block), bytes, false);
+        Some(block)
+    }
+
+    /// The body from memory, or read from the source without keeping it.
+    pub(super) fn peek(&self, hash: &BlockHash) -> Option<Arc<Block>> {
+        match self.held.get(hash) {
+            Some((block, _)) => Some(Arc::clone(block)),
+            None => self.read(hash),
+        }
+    }
+
+    fn read(&self, hash: &BlockHash) -> Option<Arc<Block>> {
+        let source = self.source.as_ref()?;
+        match source.stored_block(hash) {
+            Ok(Some(block)) if block.block_hash() == *hash => Some(Arc::new(block)),
+            Ok(Some(_)) => {
+                tracing::error!(%hash, "stored body has another hash");
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(%hash, "reading a stored body failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// The body of a block the chain needs to change its state (a disconnect): like
+    /// [`Bodies::get`], but a body that cannot be had is remembered as a failure.
+    pub(super) fn require(&mut self, hash: &BlockHash) -> Option<Arc<Block>> {
+        let block = self.get(hash);
+        if block.is_none() && self.failure.is_none() {
+            self.failure = Some(format!(
+                "the body of main-chain block {hash} cannot be read"
+            ));
+        }
+        block
+    }
+
+    /// The first failure to read a body the chain needed, since the last call.
+    pub(super) fn take_failure(&mut self) -> Option<String> {
+        self.failure.take()
+    }
+
+    /// Number of bodies held in memory.
+    pub(super) fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Drops the oldest unpinned bodies while over the caps (only with a source).
+    fn shrink(&mut self) {
+        if self.source.is_none() {
+            return;
+        }
+        let mut skipped = VecDeque::new();
+        while self.held.len() > BODY_CACHE_BLOCKS || self.bytes > BODY_CACHE_BYTES {
+            let Some(hash) = self.order.pop_front() else {
+                break;
+            };
+            if self.pinned.contains(&hash) {
+                skipped.push_back(hash);
+                continue;
+            }
+            if let Some((_, bytes)) = self.held.remove(&hash) {
+                self.bytes = self.bytes.saturating_sub(bytes);
+            }
+        }
+        while let Some(hash) = skipped.pop_back() {
+            self.order.push_front(hash);
+        }
+        // Entries removed by `remove` linger in `order`; keep it from growing without end.
+        if self.order.len() > 4 * BODY_CACHE_BLOCKS.max(self.held.len()) {
+            let held = &self.held;
+            self.order.retain(|h| held.contains_key(h));
+        }
+    }
+}

@@ -22,8 +22,8 @@ use crate::node::{BlockQuery, ChainWindow, CommandError, Event, NodeHandle};
 /// Longest line the console reads; longer lines are refused whole.
 pub const MAX_LINE_BYTES: usize = 4096;
 
-/// Longest first word echoed back in a reply.
-const MAX_WORD_CHARS: usize = 64;
+/// Longest first word echoed back in a reply, in characters.
+pub const MAX_WORD_CHARS: usize = 64;
 
 /// A parsed console line.
 #[derive(Debug, Clone, PartialEq, Eq)]

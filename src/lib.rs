@@ -11,11 +11,14 @@
 //! - [`terminal`]: the console on a terminal: prompt, line editing, history
 //! - [`http`]: the HTTP API (the seeds' routes, `/api/v1`, the event stream) -> the node
 //! - [`cli`]: command-line flags
+//! - [`fuzzing`]: fuzz targets for every decoder of peer and file input and for the console,
+//!   driven by `fuzz/` (cargo fuzz) and by `tests/fuzz_decoders.rs` (stable)
 
 #![deny(missing_docs)]
 
 pub mod cli;
 pub mod console;
+pub mod fuzzing;
 pub mod http;
 pub mod ledger;
 pub mod net;

@@ -267,12 +267,17 @@ fn guarded<T>(path: &Path, f: impl FnOnce() -> Result<T, StoreError>) -> Result<
 }
 
 /// Reads a 32-byte hash from a meta value.
-fn hash_from(bytes: &[u8]) -> Option<BlockHash> {
+pub(crate) fn hash_from(bytes: &[u8]) -> Option<BlockHash> {
     <[u8; 32]>::try_from(bytes).ok().map(BlockHash)
 }
 
+/// Reads the format version from its meta value: a u32, little endian.
+pub(crate) fn format_from(bytes: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(bytes).ok().map(u32::from_le_bytes)
+}
+
 /// One block's undo data: each address it touches and the account before it.
-type UndoRecords = Vec<(Address, Account)>;
+pub(crate) type UndoRecords = Vec<(Address, Account)>;
 
 /// What [`Store::verify`] and [`Store::reindex`] found: a main chain that replays to the
 /// stored state.
@@ -287,7 +292,7 @@ pub struct Verified {
 }
 
 /// An account as stored: balance then nonce, u64 little endian each.
-fn account_bytes(account: &Account) -> [u8; 16] {
+pub(crate) fn account_bytes(account: &Account) -> [u8; 16] {
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&account.balance.to_le_bytes());
     out[8..].copy_from_slice(&account.nonce.to_le_bytes());
@@ -295,7 +300,7 @@ fn account_bytes(account: &Account) -> [u8; 16] {
 }
 
 /// The inverse of [`account_bytes`].
-fn account_from(bytes: [u8; 16]) -> Account {
+pub(crate) fn account_from(bytes: [u8; 16]) -> Account {
     let mut balance = [0u8; 8];
     let mut nonce = [0u8; 8];
     balance.copy_from_slice(&bytes[..8]);
@@ -307,13 +312,47 @@ fn account_from(bytes: [u8; 16]) -> Account {
 }
 
 /// Undo records as stored: address, balance, nonce, one [`UNDO_RECORD`] after another.
-fn undo_bytes(records: &[(Address, Account)]) -> Vec<u8> {
+pub(crate) fn undo_bytes(records: &[(Address, Account)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(records.len() * UNDO_RECORD);
     for (address, account) in records {
         out.extend_from_slice(&address.0);
         out.extend_from_slice(&account_bytes(account));
     }
     out
+}
+
+/// The inverse of [`undo_bytes`], or `None` when the length is not a whole number of records.
+pub(crate) fn undo_from(bytes: &[u8]) -> Option<UndoRecords> {
+    if !bytes.len().is_multiple_of(UNDO_RECORD) {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(UNDO_RECORD)
+            .map(|r| {
+                let mut address = [0u8; 20];
+                address.copy_from_slice(&r[..20]);
+                let mut account = [0u8; 16];
+                account.copy_from_slice(&r[20..]);
+                (Address(address), account_from(account))
+            })
+            .collect(),
+    )
+}
+
+/// A block row's value decoded under the network's block size cap, checked to be the block
+/// stored under `hash`; the error says what is wrong with the row.
+pub(crate) fn block_from(
+    hash: &BlockHash,
+    bytes: &[u8],
+    params: &NetworkParams,
+) -> Result<Block, String> {
+    let block: Block =
+        decode(bytes, params.max_block_bytes).map_err(|e| format!("block {hash}: {e}"))?;
+    if block.block_hash() != *hash {
+        return Err(format!("block stored under {hash} has another hash"));
+    }
+    Ok(block)
 }
 
 /// Writes an account, removing its row when it is zero (the state keeps no zero accounts).
@@ -490,8 +529,7 @@ impl Store {
                 let format = meta
                     .get(META_FORMAT)
                     .map_err(|e| self.db_err(e))?
-                    .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
-                    .map(u32::from_le_bytes)
+                    .and_then(|v| format_from(v.value()))
                     .ok_or_else(|| self.corrupt("format version missing"))?;
                 if format != FORMAT_VERSION && format != FORMAT_WITHOUT_STATE {
                     return Err(StoreError::UnsupportedFormat {
@@ -610,12 +648,7 @@ impl Store {
     }
 
     fn decode_block(&self, hash: &BlockHash, bytes: &[u8]) -> Result<Block, StoreError> {
-        let block: Block = decode(bytes, self.params.max_block_bytes)
-            .map_err(|e| self.corrupt(format!("block {hash}: {e}")))?;
-        if block.block_hash() != *hash {
-            return Err(self.corrupt(format!("block stored under {hash} has another hash")));
-        }
-        Ok(block)
+        block_from(hash, bytes, &self.params).map_err(|reason| self.corrupt(reason))
     }
 
     /// The main chain's blocks above genesis, read in `txn`, each checked against its index row
@@ -671,19 +704,8 @@ impl Store {
         hash: &BlockHash,
         bytes: &[u8],
     ) -> Result<Vec<(Address, Account)>, StoreError> {
-        if !bytes.len().is_multiple_of(UNDO_RECORD) {
-            return Err(self.corrupt(format!("undo data of {hash} has {} bytes", bytes.len())));
-        }
-        Ok(bytes
-            .chunks_exact(UNDO_RECORD)
-            .map(|r| {
-                let mut address = [0u8; 20];
-                address.copy_from_slice(&r[..20]);
-                let mut account = [0u8; 16];
-                account.copy_from_slice(&r[20..]);
-                (Address(address), account_from(account))
-            })
-            .collect())
+        undo_from(bytes)
+            .ok_or_else(|| self.corrupt(format!("undo data of {hash} has {} bytes", bytes.len())))
     }
 
     /// Replays `blocks` (heights 1..=tip) from genesis with every rule but signatures; returns

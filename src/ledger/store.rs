@@ -1743,7 +1743,7 @@ mod tests {
         assert_eq!(batch.refused, None);
         let change = batch.accepted.tip_change.clone().unwrap();
         assert_eq!(change.depth(), 2_500);
-        assert!(2_500 > crate::ledger::chain::BODY_CACHE_BLOCKS);
+        const { assert!(2_500 > crate::ledger::chain::BODY_CACHE_BLOCKS) };
         assert_eq!(change.fork_height, fork_at as u64);
         store.commit(&batch.accepted).unwrap();
         assert_eq!(chain.tip(), rival.tip());

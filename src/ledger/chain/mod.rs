@@ -941,10 +941,7 @@ impl Chain {
     fn prune_branch(&mut self, leaf: BlockHash) -> usize {
         let mut cursor = leaf;
         let mut freed = 0;
-        loop {
-            let Some(e) = self.side.get(&cursor) else {
-                break;
-            };
+        while let Some(e) = self.side.get(&cursor) {
             if self.children.contains_key(&cursor) {
                 break;
             }

@@ -9,12 +9,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::chain_writer::extend_chain;
 use common::{unique_network, NodeOptions, TestNode};
-use ed25519_dalek::SigningKey;
-use gossipchain::ledger::block::meets_difficulty;
-use gossipchain::ledger::{Block, NetworkParams, PublicKey, Store, Transaction};
 
 fn opts(network: &str) -> NodeOptions {
     let mut o = NodeOptions::loopback(network);
@@ -107,59 +105,6 @@ fn time_until_tip(node: &mut TestNode, tip: &str, started: Instant) -> f64 {
     }
 }
 
-/// Blocks built in memory before the store commits them in one transaction.
-const BUILD_BATCH: usize = 500;
-
-/// Writes into `dir` (a stopped node's data directory on `network`, difficulty 1) a main chain
-/// of `blocks` blocks: one account (a fixed key) mines block 1, and every later block carries
-/// `per_block` signed transfers of 1 coin from it to itself (fee 0, so that a block of 1,000
-/// transfers never outspends the 50-coin reward; signatures, nonces and balances are checked
-/// all the same) and pays it the coinbase. Goes through
-/// the ledger's validation and the store's commits, so the node finds what it would have
-/// stored itself; building the same chain through a console would take minutes. Returns the
-/// number of transfers.
-fn write_signed_chain(dir: &std::path::Path, network: &str, blocks: u64, per_block: u64) -> u64 {
-    let params = NetworkParams::new(network, 1).expect("bench network parameters");
-    let store = Store::open(dir, &params).expect("bench store opens");
-    let network_id = params.network_id();
-    let key = SigningKey::from_bytes(&[42u8; 32]);
-    let miner = PublicKey(key.verifying_key().to_bytes()).address();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .expect("clock after 1970");
-    // The builder proposes blocks; the stored chain takes them in batches, one commit each.
-    let mut builder = store.load_chain().expect("bench chain loads");
-    let mut stored = store.load_chain().expect("bench chain loads");
-    let mut nonce = 0;
-    let mut pending = Vec::with_capacity(BUILD_BATCH);
-    for height in 1..=blocks {
-        let count = if height == 1 { 0 } else { per_block };
-        let txs: Vec<Transaction> = (0..count)
-            .map(|_| {
-                nonce += 1;
-                Transaction::sign_transfer(&key, &network_id, miner, 1, 0, nonce - 1)
-            })
-            .collect();
-        // Timestamps one second apart, the last one now.
-        let timestamp = now.saturating_sub((blocks - height) * 1_000);
-        let mut block: Block = builder.block_template(miner, txs, timestamp);
-        while !meets_difficulty(&block.block_hash(), block.header.difficulty) {
-            block.header.nonce += 1;
-        }
-        builder
-            .accept_block(block.clone(), now)
-            .expect("bench blocks are valid");
-        pending.push(block);
-        if pending.len() == BUILD_BATCH || height == blocks {
-            let batch = stored.accept_blocks(std::mem::take(&mut pending), now);
-            assert!(batch.refused.is_none(), "{:?}", batch.refused);
-            store.commit(&batch.accepted).expect("bench store commits");
-        }
-    }
-    nonce
-}
-
 /// Parses `BENCH_SIGNED`: shapes such as `20000x1,1000x1000`.
 fn signed_shapes() -> Vec<(u64, u64)> {
     let spec = std::env::var("BENCH_SIGNED").unwrap_or_else(|_| "20000x1,1000x1000".into());
@@ -178,7 +123,7 @@ fn bench_a_fresh_node_syncing_signed_transfers() {
         let network = unique_network("bench-signed");
         let mut source = TestNode::start("source", opts(&network));
         source.quit(Duration::from_secs(30));
-        let transfers = write_signed_chain(source.data_dir(), &network, blocks, per_block);
+        let transfers = extend_chain(source.data_dir(), &network, 1, blocks, per_block, 42);
         source.restart();
         assert_eq!(source.height(), blocks);
         let secs = time_fresh_sync(&mut source, &network);

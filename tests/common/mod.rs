@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod chain_writer;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -67,6 +69,8 @@ pub struct NodeOptions {
     pub min_relay_fee: Option<u64>,
     /// Anything else to pass.
     pub extra: Vec<String>,
+    /// `--data-dir`, or a temporary directory of the node's own if `None`.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl NodeOptions {
@@ -82,6 +86,7 @@ impl NodeOptions {
             http: Some("127.0.0.1:0".to_string()),
             min_relay_fee: Some(0),
             extra: Vec::new(),
+            data_dir: None,
         }
     }
 
@@ -184,7 +189,10 @@ impl TestNode {
 
     /// The node's data directory.
     pub fn data_dir(&self) -> &std::path::Path {
-        self.data_dir.path()
+        self.opts
+            .data_dir
+            .as_deref()
+            .unwrap_or_else(|| self.data_dir.path())
     }
 
     /// The options the node runs with; changes apply at the next restart.
@@ -194,7 +202,7 @@ impl TestNode {
 
     fn spawn(&mut self) {
         assert!(self.running.is_none(), "{}: already running", self.label);
-        let args = self.opts.args(self.data_dir.path());
+        let args = self.opts.args(self.data_dir());
         let mut cmd = if let Some((first, rest)) = self.launcher.split_first() {
             let mut c = Command::new(first);
             c.args(rest).arg(binary());
@@ -658,6 +666,62 @@ impl TestNode {
         }
     }
 
+    /// [`Self::kill_9`], then reads what the process had printed before it died (its stdout
+    /// pipe keeps every line written before the kill), so that [`Self::events`] holds every
+    /// event it reported.
+    pub fn kill_9_and_read_rest(&mut self) {
+        let Some(mut r) = self.running.take() else {
+            return;
+        };
+        let _ = r.child.kill();
+        let _ = r.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match r.lines.recv_timeout(left) {
+                Ok(line) => self.record(line),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own and returns its exit status
+    /// after reading everything it printed; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.running.as_mut()?;
+            if let Ok(Some(status)) = r.child.try_wait() {
+                self.kill_9_and_read_rest();
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            // Keep reading, so that a full stdout pipe never holds the process up.
+            match r.lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => self.record(line),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Keeps a line read from stdout: events in [`Self::events`], other lines as violations.
+    fn record(&mut self, line: Line) {
+        match line {
+            Line::Json(v) => {
+                self.remember(v.to_string());
+                if v.get("event").is_some() {
+                    self.events.push(v);
+                }
+            }
+            Line::Other(s) => {
+                self.remember(s.clone());
+                self.non_json.push(s);
+            }
+        }
+    }
+
     /// Sends `quit` and waits for the process to exit on its own.
     #[track_caller]
     pub fn quit(&mut self, timeout: Duration) {
@@ -695,7 +759,7 @@ impl TestNode {
         let output = Command::new(binary())
             .arg("--json")
             .arg("--data-dir")
-            .arg(self.data_dir.path())
+            .arg(self.data_dir())
             .args(["--network", &self.opts.network])
             .args(["--difficulty", &self.opts.difficulty.to_string()])
             .arg(subcommand)

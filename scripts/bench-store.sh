@@ -1,34 +1,46 @@
 #!/usr/bin/env bash
-# Store benchmark (bounded, no root): one node on 127.0.0.1 mines BENCH_BLOCKS coinbase-only
-# blocks at difficulty 8 on one thread (blocks/s, one store commit per block), quits, and is
-# started again BENCH_RESTARTS times: the time from process start to its first `status` reply
-# (a serving console) and its RSS then. Prints a table.
+# Store benchmark (bounded, no root), release build; prints a table.
+#   - mining: one node on 127.0.0.1 mines BENCH_BLOCKS coinbase-only blocks (default 20000) at
+#     difficulty 8 on one thread, through its console (blocks/s);
+#   - long chains: tests/bench_store.rs writes coinbase-only chains straight into a data
+#     directory (through the ledger and the store, as a node would), growing it to each of
+#     BENCH_SIZES (default 100000,200000,1000000); at each size a node is started on it
+#     BENCH_RESTARTS times (default 3): the time from process start to its first `status` reply
+#     (a serving console), its RSS then, and the bytes per block over an empty node's RSS.
 #
-#   GOSSIPCHAIN_BIN=target/release/gossipchain bash scripts/bench-store.sh
+#   bash scripts/bench-store.sh
 #
-# BENCH_BLOCKS (default 100000) and BENCH_RESTARTS (default 3) change the sizes.
+# GOSSIPCHAIN_BIN (default target/release/gossipchain), BENCH_BLOCKS, BENCH_SIZES (empty to
+# skip), BENCH_RESTARTS and CARGO_TARGET_DIR as usual.
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BIN=${GOSSIPCHAIN_BIN:-target/release/gossipchain}
-BLOCKS=${BENCH_BLOCKS:-100000}
+BLOCKS=${BENCH_BLOCKS:-20000}
+SIZES=${BENCH_SIZES-100000,200000,1000000}
 RESTARTS=${BENCH_RESTARTS:-3}
-[[ -x $BIN ]] || { echo "no binary at $BIN (cargo build --release)" >&2; exit 1; }
+cargo build --release --bin gossipchain --tests 2>/dev/null || cargo build --release --bin gossipchain --tests
+[[ -x $BIN ]] || { echo "no binary at $BIN" >&2; exit 1; }
 DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 
-python3 - "$BIN" "$BLOCKS" "$RESTARTS" "$DIR" <<'PY'
+python3 - "$BIN" "$BLOCKS" "$SIZES" "$RESTARTS" "$DIR" <<'PY'
 import json
+import os
 import subprocess
 import sys
 import time
 
-binary, blocks, restarts, data_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+binary, blocks, sizes, restarts, work = sys.argv[1:6]
+blocks, restarts = int(blocks), int(restarts)
+sizes = [int(s) for s in sizes.split(",") if s.strip()]
+NETWORK = "bench-store"
 
 
-def start():
+def start(data_dir):
     began = time.monotonic()
     node = subprocess.Popen(
-        [binary, "--json", "--data-dir", data_dir, "--network", "bench-store",
+        [binary, "--json", "--data-dir", data_dir, "--network", NETWORK,
          "--difficulty", "8", "--mine-threads", "1", "--no-mdns", "--no-http",
          "--listen", "/ip4/127.0.0.1/tcp/0"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -62,7 +74,17 @@ def stop(node):
     node.wait(timeout=60)
 
 
-node, _ = start()
+def restart(data_dir):
+    node, began = start(data_dir)
+    status = ask(node, "status")
+    row = (time.monotonic() - began, rss_mb(node), status["height"])
+    stop(node)
+    return row
+
+
+rows = []
+mined_dir = os.path.join(work, "mined")
+node, _ = start(mined_dir)
 ask(node, "status")
 empty_rss = rss_mb(node)
 began = time.monotonic()
@@ -72,21 +94,34 @@ while left > 0:
     ask(node, f"mine {step}")
     left -= step
 mining = time.monotonic() - began
-height = ask(node, "status")["height"]
-mined_rss = rss_mb(node)
 stop(node)
+rows.append(f"| mining {blocks} coinbase-only blocks, difficulty 8, 1 thread | "
+            f"{mining:.1f} s = {blocks / mining:,.0f} blocks/s |")
+rows.append(f"| RSS of an empty node | {empty_rss:.1f} MB |")
 
-rows = []
-for _ in range(restarts):
-    node, began = start()
-    status = ask(node, "status")
-    rows.append((time.monotonic() - began, rss_mb(node), status["height"]))
-    stop(node)
+long_dir = os.path.join(work, "long")
+written = 0
+for size in sizes:
+    env = dict(os.environ, BENCH_STORE_DIR=long_dir,
+               BENCH_STORE_BLOCKS=str(size - written), BENCH_STORE_NETWORK=NETWORK)
+    began = time.monotonic()
+    subprocess.run(
+        ["cargo", "test", "--release", "--test", "bench_store", "--", "--ignored",
+         "--nocapture"], env=env, check=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    writing = time.monotonic() - began
+    written = size
+    file_mb = os.path.getsize(os.path.join(long_dir, "chain.redb")) / 2**20
+    rows.append(f"| chain of {size:,} blocks written straight into the store "
+                f"(+{writing:.0f} s) | file {file_mb:.0f} MB |")
+    for i in range(restarts):
+        seconds, rss, height = restart(long_dir)
+        per_block = (rss - empty_rss) * 2**20 / max(height, 1)
+        rows.append(f"| restart {i + 1} at height {height:,}: to a `status` reply / RSS | "
+                    f"{seconds:.3f} s / {rss:.1f} MB = {per_block:.0f} bytes per block over empty |")
 
-print(f"| measure | figure |")
-print(f"| --- | --- |")
-print(f"| mining {blocks} coinbase-only blocks, difficulty 8, 1 thread | {mining:.1f} s = {blocks / mining:,.0f} blocks/s |")
-print(f"| RSS empty node / after mining (height {height}) | {empty_rss:.0f} MB / {mined_rss:.0f} MB |")
-for i, (seconds, rss, h) in enumerate(rows, 1):
-    print(f"| restart {i} to a `status` reply at height {h} | {seconds:.3f} s, RSS {rss:.0f} MB |")
+print("| measure | figure |")
+print("| --- | --- |")
+for row in rows:
+    print(row)
 PY

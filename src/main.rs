@@ -84,7 +84,7 @@ fn maintain(
     let dir = &config.data_dir;
     let (verb, verified) = match command {
         Command::Verify => {
-            let store = Store::open(dir, &config.params)
+            let store = Store::open_to_verify(dir, &config.params)
                 .with_context(|| format!("cannot open the store in {}", dir.display()))?;
             let verified = store.verify().context("verify failed")?;
             ("verified", verified)

@@ -57,6 +57,21 @@ const UNDO: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("undo");
 /// Bytes of one undo record: address (20), balance (8), nonce (8).
 const UNDO_RECORD: usize = 36;
 
+/// The database engine's page cache: bounded, so that a node's memory does not grow with the
+/// file (redb's default is 1 GiB); recent bodies are cached above it, decoded.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// What a store is opened for, which decides the checks done at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// A serving node: no pass over the whole file.
+    Serve,
+    /// `verify`: every page's checksum first.
+    Verify,
+    /// `reindex`: every page's checksum first, and the old format accepted.
+    Reindex,
+}
+
 const META_FORMAT: &str = "format";
 const META_GENESIS: &str = "genesis";
 const META_NETWORK: &str = "network";
@@ -402,37 +417,51 @@ impl Store {
     /// [`StoreError::AlreadyOpen`] when another process holds it, [`StoreError::Corrupt`] for a
     /// damaged file, [`StoreError::Io`] when the directory cannot be created or read.
     pub fn open(dir: &Path, params: &NetworkParams) -> Result<Self, StoreError> {
-        Self::open_with(dir, params, false)
+        Self::open_with(dir, params, Opening::Serve)
+    }
+
+    /// Opens the store in `dir` after verifying every page's checksum, for
+    /// [`Store::verify`]: a pass over the whole file, so a serving node's open skips it (its
+    /// reads are checked row by row instead).
+    ///
+    /// # Errors
+    /// As [`Store::open`], and [`StoreError::Corrupt`] for a damaged page anywhere.
+    pub fn open_to_verify(dir: &Path, params: &NetworkParams) -> Result<Self, StoreError> {
+        Self::open_with(dir, params, Opening::Verify)
     }
 
     /// Opens the store in `dir` also when it has the old format without account state, for
-    /// [`Store::reindex`] only: reading the chain or committing is refused until then.
+    /// [`Store::reindex`] only: reading the chain or committing is refused until then. Every
+    /// page's checksum is verified first, as for [`Store::open_to_verify`].
     ///
     /// # Errors
-    /// As [`Store::open`].
+    /// As [`Store::open_to_verify`].
     pub fn open_for_reindex(dir: &Path, params: &NetworkParams) -> Result<Self, StoreError> {
-        Self::open_with(dir, params, true)
+        Self::open_with(dir, params, Opening::Reindex)
     }
 
-    fn open_with(dir: &Path, params: &NetworkParams, old_ok: bool) -> Result<Self, StoreError> {
+    fn open_with(dir: &Path, params: &NetworkParams, how: Opening) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join(DB_FILE);
         let db = guarded(&path, || {
-            Database::create(&path).map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    StoreError::AlreadyOpen { path: path.clone() }
-                }
-                redb::DatabaseError::Storage(redb::StorageError::Io(source)) => {
-                    io_error(&path, source)
-                }
-                other => StoreError::Corrupt {
-                    path: path.clone(),
-                    reason: other.to_string(),
-                },
-            })
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)
+                .map_err(|e| match e {
+                    redb::DatabaseError::DatabaseAlreadyOpen => {
+                        StoreError::AlreadyOpen { path: path.clone() }
+                    }
+                    redb::DatabaseError::Storage(redb::StorageError::Io(source)) => {
+                        io_error(&path, source)
+                    }
+                    other => StoreError::Corrupt {
+                        path: path.clone(),
+                        reason: other.to_string(),
+                    },
+                })
         })?;
         let mut store = Store {
             db: Some(Arc::new(db)),
@@ -443,9 +472,11 @@ impl Store {
         // The store is owned out here, so a panic inside the check does not drop it while
         // unwinding; it is dropped afterwards, through the guarded `Drop`.
         guarded(&path, || {
-            store.check_integrity()?;
+            if how != Opening::Serve {
+                store.check_integrity()?;
+            }
             store.format = store.check_or_initialise()?;
-            if store.format == FORMAT_WITHOUT_STATE && !old_ok {
+            if store.format == FORMAT_WITHOUT_STATE && how != Opening::Reindex {
                 return Err(store.needs_reindex());
             }
             Ok(())
@@ -460,8 +491,8 @@ impl Store {
             .ok_or_else(|| self.corrupt("database already closed"))
     }
 
-    /// Verifies every page's checksum, so a file damaged behind redb's back is refused at
-    /// open rather than failing at some later read.
+    /// Verifies every page's checksum, so `verify` and `reindex` refuse a file damaged behind
+    /// redb's back, whatever page the damage is in.
     fn check_integrity(&mut self) -> Result<(), StoreError> {
         let result = match self.db.as_mut().and_then(Arc::get_mut) {
             Some(db) => db.check_integrity(),
@@ -877,13 +908,31 @@ impl Store {
     /// disconnects is not the stored one, [`StoreError::InvalidChain`] if a connected block
     /// breaks a state rule; nothing is written then.
     pub fn commit(&self, accepted: &Accepted) -> Result<(), StoreError> {
-        let Some(change) = accepted.tip_change.as_ref() else {
+        self.commit_all(std::slice::from_ref(accepted))
+    }
+
+    /// Writes the tip changes of several accepted blocks, in the order the chain reported them,
+    /// in one write transaction: all of them or, on an error, none.
+    ///
+    /// # Errors
+    /// As [`Store::commit`], for the first change that does not follow the one before.
+    pub fn commit_all<'a>(
+        &self,
+        accepted: impl IntoIterator<Item = &'a Accepted>,
+    ) -> Result<(), StoreError> {
+        let changes: Vec<&TipChange> = accepted
+            .into_iter()
+            .filter_map(|a| a.tip_change.as_ref())
+            .collect();
+        if changes.is_empty() {
             return Ok(());
-        };
+        }
         guarded(&self.path, || {
             self.require_current_format()?;
             let txn = self.db()?.begin_write().map_err(|e| self.db_err(e))?;
-            self.write_tip_change(&txn, change)?;
+            for change in changes {
+                self.write_tip_change(&txn, change)?;
+            }
             txn.commit().map_err(|e| self.db_err(e))
         })
     }
@@ -1370,14 +1419,19 @@ mod tests {
             let mut damaged = original.clone();
             damaged[offset] ^= 0x5a;
             std::fs::write(&path, &damaged).unwrap();
-            let outcome = Store::open(dir.path(), &params()).and_then(|store| {
+            let read_all = |store: Store| {
                 let hashes = store.main_chain_hashes()?;
                 for hash in &hashes {
                     store.block(hash)?;
                 }
                 store.node_key()?;
                 Ok(hashes)
-            });
+            };
+            // A serving open does not read every page: whatever it reads is an error or
+            // whole (a panic in the engine would fail the test), and the checked open used by
+            // `verify` finds any damage it missed.
+            let _ = Store::open(dir.path(), &params()).and_then(read_all);
+            let outcome = Store::open_to_verify(dir.path(), &params()).and_then(read_all);
             match outcome {
                 Ok(hashes) => {
                     assert_eq!(hashes.len(), 4, "damage at {offset} lost blocks silently");

@@ -175,19 +175,21 @@ fn a_node_whose_disk_fills_up_halts_without_announcing_and_carries_on_once_space
         "a peer received block {seen}, the store holds {stored}"
     );
 
-    // Restarted on the still full disk, it starts from the store and halts at its first block.
+    // Restarted on the still full disk, it starts from the store and soon halts again (a
+    // commit of a few mined blocks may still fit in the pages redb freed), again announcing
+    // nothing it did not store.
     full.restart();
     assert_eq!(full.height(), stored, "restarts at the stored height");
     assert_eq!(full.hash_at(seen), seen_tip, "the peer's tip is stored");
     let since = full.events().len();
     full.ok("automine on");
     expect_halt_on_full_disk(&mut full, since, Duration::from_secs(30));
-    assert_eq!(
-        highest_announced(full.events()),
-        announced,
-        "nothing new announced on the full disk"
+    let announced_again = highest_announced(full.events());
+    let stored = verified_height(&mut full);
+    assert!(
+        announced_again <= stored,
+        "block {announced_again} was announced on the full disk, the store holds {stored}"
     );
-    assert_eq!(verified_height(&mut full), stored);
 
     // Space freed: it carries on from where it stopped, and the store still verifies.
     std::fs::remove_file(&filler).expect("filler removed");

@@ -4,23 +4,41 @@
 //! over a channel tagged with the attempt's generation; any tip change, or nobody wanting
 //! blocks any more, cancels a stale attempt and starts one on the new tip; a `mine` command is
 //! answered once its count of blocks joined the main chain; at most [`MAX_MINE_REQUESTS`]
-//! commands wait at once.
+//! commands wait at once; found blocks that only extend the main chain are stored together,
+//! at most [`MAX_UNSTORED_BLOCKS`] or [`MAX_UNSTORED_BYTES`] in one commit and never older than
+//! [`STORE_MINED_WITHIN`], and before anything else the node does (see `Node::run`): nothing is
+//! published, reported or counted before its commit.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::command::{CommandError, Reply};
 use super::event::MineView;
-use super::state::{now_ms, Applied, NodeState, Source};
+use super::state::{now_ms, NodeState, Source};
+use crate::ledger::chain::Accepted;
 use crate::ledger::pow::{self, MiningHandle, MiningOutcome};
-use crate::ledger::{BlockHash, Placement};
+use crate::ledger::{Block, BlockHash, Placement, StoreError};
 
 /// Most `mine` commands waiting at once.
 const MAX_MINE_REQUESTS: usize = 16;
 /// Bytes a block template leaves for the header and the coinbase.
 const TEMPLATE_HEADROOM: usize = 1024;
+/// Most mined blocks waiting for one store commit.
+const MAX_UNSTORED_BLOCKS: usize = 256;
+/// Most bytes of mined blocks waiting for one store commit (their bodies stay in memory until
+/// then).
+const MAX_UNSTORED_BYTES: usize = 4 * 1024 * 1024;
+/// Longest a mined block waits for its commit when nothing else happens.
+pub(super) const STORE_MINED_WITHIN: Duration = Duration::from_millis(5);
+
+/// A found block the chain took, not stored yet.
+struct Unstored {
+    accepted: Accepted,
+    block: Block,
+}
 
 /// A `mine` command being carried out.
 struct MineRequest {
@@ -45,6 +63,11 @@ pub(super) struct Miner {
     job: Option<Job>,
     generation: u64,
     outcomes: mpsc::Sender<(u64, MiningOutcome)>,
+    /// Found blocks accepted since the last commit, lowest first.
+    unstored: Vec<Unstored>,
+    unstored_bytes: usize,
+    /// When the oldest of them was accepted.
+    unstored_since: Option<Instant>,
 }
 
 impl Miner {
@@ -57,11 +80,21 @@ impl Miner {
             job: None,
             generation: 0,
             outcomes,
+            unstored: Vec::new(),
+            unstored_bytes: 0,
+            unstored_since: None,
         }
     }
 
+    /// Whether another block is wanted: blocks found but not stored yet count toward the
+    /// `mine` commands waiting.
     fn wanted(&self) -> bool {
-        self.automine || !self.requests.is_empty()
+        let waiting: u64 = self
+            .requests
+            .iter()
+            .map(|r| r.count.saturating_sub(r.mined))
+            .sum();
+        self.automine || waiting > self.unstored.len() as u64
     }
 
     /// Queues a `mine` command for `count` blocks (at least one).
@@ -141,18 +174,72 @@ impl NodeState {
         let MiningOutcome::Found(block) = outcome else {
             return;
         };
-        let (height, hash) = (block.height(), block.block_hash());
-        match self.chain.accept_block(block.clone(), now_ms()) {
-            Ok(accepted) => {
-                let on_main_chain = accepted.placement == Placement::MainChain;
-                let applied = self.apply_accepted(accepted, Source::Mined);
-                if on_main_chain && applied == Applied::Stored {
-                    info!(height, %hash, "mined a block");
-                    self.publish_block(&block);
-                    self.count_mined(height, hash);
-                }
+        if self.halted().is_some() {
+            return;
+        }
+        // The chain takes it now, so the next attempt builds on it; the store takes it with
+        // the blocks found after it, and only then is it published.
+        let accepted = match self.chain.accept_unstored(block.clone(), now_ms()) {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                warn!(%error, "mined block refused");
+                return;
             }
-            Err(error) => warn!(%error, "mined block refused"),
+        };
+        if let Some(reason) = self.chain.take_read_failure() {
+            self.halt(StoreError::BodyUnreadable(reason));
+            return;
+        }
+        if let Some(change) = &accepted.tip_change {
+            self.mempool.on_tip_change(change, self.chain.state());
+        }
+        let extends = accepted.invalid.is_empty()
+            && accepted
+                .tip_change
+                .as_ref()
+                .is_some_and(|change| change.depth() == 0);
+        self.miner.unstored_bytes += block.encoded_len();
+        self.miner.unstored_since.get_or_insert_with(Instant::now);
+        self.miner.unstored.push(Unstored { accepted, block });
+        if !extends
+            || self.miner.unstored.len() >= MAX_UNSTORED_BLOCKS
+            || self.miner.unstored_bytes >= MAX_UNSTORED_BYTES
+        {
+            self.store_mined();
+        }
+    }
+
+    /// When the oldest mined block not stored yet must be stored by, if there is one.
+    pub(super) fn store_mined_by(&self) -> Option<Instant> {
+        self.miner.unstored_since.map(|t| t + STORE_MINED_WITHIN)
+    }
+
+    /// Stores the mined blocks the chain took since the last commit, in one commit; then
+    /// reports, publishes and counts those on the main chain. A failed commit halts the node
+    /// with none of them announced.
+    pub(super) fn store_mined(&mut self) {
+        if self.miner.unstored.is_empty() {
+            return;
+        }
+        let unstored = std::mem::take(&mut self.miner.unstored);
+        self.miner.unstored_bytes = 0;
+        self.miner.unstored_since = None;
+        if self.halted().is_some() {
+            return;
+        }
+        if let Err(error) = self.store.commit_all(unstored.iter().map(|u| &u.accepted)) {
+            self.halt(error);
+            return;
+        }
+        self.chain.bodies_stored();
+        for Unstored { accepted, block } in unstored {
+            self.report_stored(&accepted, Source::Mined);
+            if accepted.placement == Placement::MainChain && !accepted.offered_block_invalid() {
+                let (height, hash) = (block.height(), accepted.hash);
+                info!(height, %hash, "mined a block");
+                self.publish_block(&block);
+                self.count_mined(height, hash);
+            }
         }
     }
 
@@ -192,6 +279,17 @@ mod tests {
         let block = mined_child(&params, &params.genesis(), address, params.reward);
         let hash = block.block_hash();
         node.state.on_mined(0, MiningOutcome::Found(block.clone()));
+        // On the chain, so the next attempt builds on it; but not announced before it is
+        // stored.
+        assert_eq!(node.state.chain.tip(), hash);
+        assert!(node.commands().is_empty());
+        assert!(node.emitted().is_empty());
+        assert!(answer.try_recv().is_err());
+        assert_eq!(node.state.store.tip().unwrap(), params.genesis_hash());
+        assert!(node.state.store_mined_by().is_some());
+        node.state.store_mined();
+        assert_eq!(node.state.store.tip().unwrap(), hash);
+        assert_eq!(node.state.store_mined_by(), None);
         assert_eq!(
             node.commands(),
             vec![NetCommand::Publish(Publication::Block(block))]
@@ -202,6 +300,45 @@ mod tests {
         ));
         let view = answer.try_recv().expect("answered").expect("mined");
         assert_eq!((view.height, view.hash, view.mined), (1, hash, 1));
+    }
+
+    #[test]
+    fn blocks_mined_in_a_row_are_stored_in_one_commit_then_announced_in_order() {
+        let mut node = TestNode::new();
+        let (reply, mut answer) = oneshot::channel();
+        node.state.miner.request(3, reply);
+        let params = node.state.params.clone();
+        let address = node.state.address;
+        let mut parent = params.genesis();
+        let mut blocks = Vec::new();
+        for _ in 0..3 {
+            let block = mined_child(&params, &parent, address, params.reward);
+            node.state.on_mined(0, MiningOutcome::Found(block.clone()));
+            parent = block.clone();
+            blocks.push(block);
+        }
+        assert_eq!(node.state.chain.height(), 3);
+        assert_eq!(node.state.store.tip().unwrap(), params.genesis_hash());
+        assert!(node.commands().is_empty());
+        node.state.store_mined();
+        assert_eq!(node.state.store.tip().unwrap(), parent.block_hash());
+        node.state.store.verify().unwrap();
+        let published: Vec<NetCommand> = blocks
+            .into_iter()
+            .map(|b| NetCommand::Publish(Publication::Block(b)))
+            .collect();
+        assert_eq!(node.commands(), published);
+        let heights: Vec<u64> = node
+            .emitted()
+            .iter()
+            .filter_map(|e| match e {
+                Event::BlockAccepted { height, .. } => Some(*height),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(heights, vec![1, 2, 3]);
+        let view = answer.try_recv().expect("answered").expect("mined");
+        assert_eq!((view.height, view.mined), (3, 3));
     }
 
     #[test]

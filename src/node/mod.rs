@@ -54,7 +54,7 @@ use tracing::info;
 use crate::ledger::pow::MiningOutcome;
 use crate::ledger::{NetworkParams, Store, StoreError};
 use crate::net::behaviour::NetError;
-use crate::net::Network;
+use crate::net::{NetEvent, Network};
 pub use command::{BlockQuery, ChainWindow, Command, CommandError, NodeHandle};
 pub use event::Event;
 use state::NodeState;
@@ -169,7 +169,7 @@ impl Node {
     }
 
     /// Runs until `shutdown` completes or a [`Command::Shutdown`] arrives; then stops mining.
-    /// Every block is committed to the store as it is accepted, so nothing is left to write.
+    /// Mined blocks still waiting for their commit are stored before it returns.
     ///
     /// # Errors
     /// [`NodeError::Store`] if a store commit failed: the node halts at once, before announcing
@@ -181,16 +181,31 @@ impl Node {
         self.state.dial_due(std::time::Instant::now());
         self.flush();
         loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                event = self.network.next_event() => self.state.on_net_event(event),
-                Some(command) = self.commands.recv() => {
+            let store_by = self.state.store_mined_by();
+            let wake = tokio::select! {
+                _ = &mut shutdown => Wake::Shutdown,
+                event = self.network.next_event() => Wake::Net(event),
+                Some(command) = self.commands.recv() => Wake::Command(command),
+                Some((generation, outcome)) = self.mined.recv() => Wake::Mined(generation, outcome),
+                _ = tick.tick() => Wake::Tick,
+                _ = sleep_until(store_by), if store_by.is_some() => Wake::StoreMined,
+            };
+            // Mined blocks not stored yet are stored (and only then announced) before anything
+            // else is looked at: no peer, command or timer sees a tip the store lacks.
+            if !matches!(wake, Wake::Mined(..)) {
+                self.state.store_mined();
+            }
+            match wake {
+                Wake::Shutdown => break,
+                Wake::Net(event) => self.state.on_net_event(event),
+                Wake::Command(command) => {
                     if !self.state.on_command(command) {
                         break;
                     }
                 }
-                Some((generation, outcome)) = self.mined.recv() => self.state.on_mined(generation, outcome),
-                _ = tick.tick() => self.state.on_tick(),
+                Wake::Mined(generation, outcome) => self.state.on_mined(generation, outcome),
+                Wake::Tick => self.state.on_tick(),
+                Wake::StoreMined => {}
             }
             if self.state.halted().is_some() {
                 break;
@@ -200,6 +215,7 @@ impl Node {
             self.state.poll_resolves(std::time::Instant::now());
         }
         self.state.stop_mining();
+        self.state.store_mined();
         match self.state.take_halt() {
             Some(error) => Err(NodeError::Store(error)),
             None => {
@@ -217,5 +233,24 @@ impl Node {
                 self.state.on_net_event(outcome);
             }
         }
+    }
+}
+
+/// What woke the event loop.
+enum Wake {
+    Shutdown,
+    Net(NetEvent),
+    Command(Command),
+    Mined(u64, MiningOutcome),
+    Tick,
+    /// Mined blocks have waited long enough for their commit.
+    StoreMined,
+}
+
+/// Sleeps until `deadline` (never, without one).
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }

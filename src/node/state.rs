@@ -205,7 +205,7 @@ impl NodeState {
 
     /// Stops everything that would announce state the store does not hold: the outbox is
     /// emptied and closed, and the console is told why.
-    fn halt(&mut self, error: StoreError) {
+    pub(super) fn halt(&mut self, error: StoreError) {
         let what = match error {
             StoreError::BodyUnreadable(_) => "read",
             _ => "commit",
@@ -358,17 +358,35 @@ impl NodeState {
             self.halt(StoreError::BodyUnreadable(reason));
             return Applied::Halted;
         }
+        // Mined blocks not stored yet come first: the store takes changes in order.
+        self.store_mined();
+        if self.halted.is_some() {
+            return Applied::Halted;
+        }
         if let Err(error) = self.store.commit(&accepted) {
             // What the store does not hold is never announced: the node stops here.
             self.halt(error);
             return Applied::Halted;
         }
-        self.observe_accepted(&accepted, source);
+        if let Some(change) = &accepted.tip_change {
+            self.mempool.on_tip_change(change, self.chain.state());
+        }
+        self.report_stored(&accepted, source);
+        if accepted.offered_block_invalid() {
+            Applied::OfferedInvalid
+        } else {
+            Applied::Stored
+        }
+    }
+
+    /// Reports a change the store now holds: the explorer's history, metrics, the `reorg` and
+    /// `block_accepted` events (none per block for a sync batch).
+    pub(super) fn report_stored(&mut self, accepted: &Accepted, source: Source) {
+        self.observe_accepted(accepted, source);
         for (hash, error) in &accepted.invalid {
             warn!(%hash, %error, "block found invalid on activation");
         }
         if let Some(change) = &accepted.tip_change {
-            self.mempool.on_tip_change(change, self.chain.state());
             if change.depth() > 0 {
                 info!(
                     depth = change.depth(),
@@ -394,11 +412,6 @@ impl NodeState {
                     source: source.label(),
                 });
             }
-        }
-        if accepted.offered_block_invalid() {
-            Applied::OfferedInvalid
-        } else {
-            Applied::Stored
         }
     }
 }

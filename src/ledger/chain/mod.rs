@@ -516,6 +516,12 @@ impl Chain {
         times
     }
 
+    /// The store now holds every change reported so far: the bodies they put on the main chain
+    /// may leave memory like any other.
+    pub fn bodies_stored(&mut self) {
+        self.bodies.unpin_all();
+    }
+
     /// Offers a block from anywhere (miner, gossip, sync).
     ///
     /// Returns `Ok` when the block was known already, stored (main chain, side branch or orphan
@@ -526,6 +532,16 @@ impl Chain {
     /// The [`BlockError`] of the rule the block breaks, when nothing changed.
     pub fn accept_block(&mut self, block: Block, now_ms: u64) -> Result<Accepted, BlockError> {
         self.bodies.unpin_all();
+        self.accept_unstored(block, now_ms)
+    }
+
+    /// As [`Chain::accept_block`], for a caller that stores several changes in one commit: the
+    /// bodies earlier changes put on the main chain stay in memory until
+    /// [`Chain::bodies_stored`] says the store holds them.
+    ///
+    /// # Errors
+    /// As [`Chain::accept_block`].
+    pub fn accept_unstored(&mut self, block: Block, now_ms: u64) -> Result<Accepted, BlockError> {
         let hash = block.block_hash();
         if self.in_tree(&hash) || self.orphans.contains(&hash) {
             return Ok(Accepted::nothing(hash, Placement::AlreadyKnown));

@@ -27,11 +27,12 @@ const SYNC_BLOCKS: u64 = 3_000;
 /// Blocks both branches of the reorg share above genesis.
 const FORK_PREFIX: u64 = 50;
 
-/// Blocks of the shorter branch above the shared ones (all disconnected by the reorg).
-const SHORT_BRANCH: u64 = 1_000;
+/// Blocks of the shorter branch above the shared ones (all disconnected by the reorg: deeper
+/// than the 2,048 bodies a node keeps in memory, so most are read back from the store).
+const SHORT_BRANCH: u64 = 2_500;
 
 /// Blocks of the longer branch above the shared ones.
-const LONG_BRANCH: u64 = 2_000;
+const LONG_BRANCH: u64 = 3_000;
 
 /// How long a sync or a reorg may take before a round fails (a bound, not a target).
 const CONVERGE_LIMIT: Duration = Duration::from_secs(60);

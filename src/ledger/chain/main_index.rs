@@ -3,46 +3,105 @@
 //!
 //! Rules kept:
 //! - heights run 0 (genesis) to the tip without a gap; only the tip is ever removed;
-//! - a hash is looked up by its first 8 bytes, and the candidate height found is always checked
-//!   against the full hash, so a prefix shared by two main-chain blocks (possible, if unlikely)
-//!   never gives a wrong answer: the second such block goes to a small overflow map.
+//! - a hash is looked up by its last 8 bytes (its first ones are the proof of work's zeros), and
+//!   the candidate height found is always checked against the full hash, so a key shared by two
+//!   main-chain blocks (possible, if unlikely) never gives a wrong answer: the second such block
+//!   goes to a small overflow map;
+//! - the keys are hashed by one keyed multiply (the key is random per process), not SipHash: a
+//!   restart builds the map for every main-chain block, and the keys are already uniform.
 //!
 //! It imports nothing from the chain; [`super::Chain`] keeps one.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 use crate::ledger::hash::BlockHash;
+
+/// Hashes the `u64` keys of [`MainIndex`] with a per-process random key.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct KeyedMultiply(u64);
+
+impl Default for KeyedMultiply {
+    fn default() -> Self {
+        // std's RandomState is seeded randomly per process; one of its outputs is our key.
+        let mut seed = std::collections::hash_map::RandomState::new().build_hasher();
+        seed.write_u64(0x6d61_696e_5f69_6478);
+        Self(seed.finish() | 1)
+    }
+}
+
+impl BuildHasher for KeyedMultiply {
+    type Hasher = KeyedHasher;
+
+    fn build_hasher(&self) -> KeyedHasher {
+        KeyedHasher {
+            key: self.0,
+            value: 0,
+        }
+    }
+}
+
+/// The hasher [`KeyedMultiply`] builds: meant for one `u64`.
+#[derive(Debug)]
+pub(super) struct KeyedHasher {
+    key: u64,
+    value: u64,
+}
+
+impl Hasher for KeyedHasher {
+    fn finish(&self) -> u64 {
+        let mixed = (self.value ^ self.key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        mixed ^ (mixed >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.value = self.value.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.value ^= n;
+    }
+}
 
 /// The main chain's hashes by height, with a compact index from hash to height.
 #[derive(Debug, Default)]
 pub(super) struct MainIndex {
     /// `hashes[h]` is the main-chain block at height `h`.
     hashes: Vec<BlockHash>,
-    /// First 8 bytes of a hash -> its height.
-    by_prefix: HashMap<u64, u32>,
+    /// Last 8 bytes of a hash -> its height.
+    by_prefix: HashMap<u64, u32, KeyedMultiply>,
     /// Hashes whose prefix another main-chain hash took first.
     overflow: HashMap<BlockHash, u32>,
 }
 
-/// The lookup key of a hash: its first 8 bytes.
+/// The lookup key of a hash: its last 8 bytes.
 fn prefix(hash: &BlockHash) -> u64 {
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash.0[..8]);
-    u64::from_le_bytes(first)
+    let mut last = [0u8; 8];
+    last.copy_from_slice(&hash.0[24..]);
+    u64::from_le_bytes(last)
 }
 
 impl MainIndex {
     /// An index of the main chain `hashes` (genesis first).
     pub(super) fn from_hashes(hashes: Vec<BlockHash>) -> Self {
-        let mut index = Self {
-            by_prefix: HashMap::with_capacity(hashes.len()),
-            hashes: Vec::with_capacity(hashes.len()),
-            overflow: HashMap::new(),
-        };
-        for hash in hashes {
-            index.push(hash);
+        let mut by_prefix =
+            HashMap::with_capacity_and_hasher(hashes.len(), KeyedMultiply::default());
+        let mut overflow = HashMap::new();
+        for (height, hash) in hashes.iter().enumerate() {
+            let height = u32::try_from(height).unwrap_or(u32::MAX);
+            if let std::collections::hash_map::Entry::Vacant(slot) = by_prefix.entry(prefix(hash)) {
+                slot.insert(height);
+            } else {
+                overflow.insert(*hash, height);
+            }
         }
-        index
+        Self {
+            hashes,
+            by_prefix,
+            overflow,
+        }
     }
 
     /// Number of blocks (tip height + 1).
@@ -109,9 +168,10 @@ impl MainIndex {
 mod tests {
     use super::*;
 
-    fn hash(prefix: u8, tail: u8) -> BlockHash {
-        let mut bytes = [tail; 32];
-        bytes[..8].copy_from_slice(&[prefix; 8]);
+    /// A hash whose lookup key (its last 8 bytes) is `key` repeated, the rest `rest`.
+    fn hash(key: u8, rest: u8) -> BlockHash {
+        let mut bytes = [rest; 32];
+        bytes[24..].copy_from_slice(&[key; 8]);
         BlockHash(bytes)
     }
 
@@ -119,11 +179,7 @@ mod tests {
     fn heights_are_found_by_hash_and_forgotten_when_popped() {
         let mut index = MainIndex::from_hashes(vec![hash(0, 0), hash(1, 1), hash(2, 2)]);
         assert_eq!(index.height_of(&hash(1, 1)), Some(1));
-        assert_eq!(
-            index.height_of(&hash(1, 9)),
-            None,
-            "same prefix, other hash"
-        );
+        assert_eq!(index.height_of(&hash(1, 9)), None, "same key, other hash");
         assert_eq!(index.pop(), Some(hash(2, 2)));
         assert_eq!(index.height_of(&hash(2, 2)), None);
         assert_eq!(index.len(), 2);
@@ -141,6 +197,14 @@ mod tests {
         assert_eq!(index.pop(), Some(hash(5, 2)));
         assert_eq!(index.height_of(&hash(5, 2)), None);
         assert_eq!(index.height_of(&hash(5, 1)), Some(1));
+    }
+
+    #[test]
+    fn hashes_sharing_a_key_in_a_loaded_index_are_both_found() {
+        let index = MainIndex::from_hashes(vec![hash(0, 0), hash(5, 1), hash(5, 2)]);
+        assert_eq!(index.height_of(&hash(5, 1)), Some(1));
+        assert_eq!(index.height_of(&hash(5, 2)), Some(2));
+        assert_eq!(index.height_of(&hash(5, 3)), None);
     }
 
     #[test]

@@ -356,7 +356,7 @@ mod tests {
         let peer = node.connected_peer();
         let burst = super::super::budget::REQUEST_BURST as u64;
         let (mut answered, mut declined, mut disconnected) = (0u64, 0u64, false);
-        for n in 0..burst + 10 {
+        for n in 0..burst + 100 {
             node.feed(NetEvent::SyncRequested {
                 peer,
                 request: SyncRequest::GetMempool { max_txs: 1024 },
@@ -374,10 +374,10 @@ mod tests {
                 }
             }
         }
-        // A request token takes about 31 ms to refill: a slow machine may answer a few more.
+        // A request token takes about 2 ms to refill: a slow machine may answer a few more.
         assert!(answered >= burst, "the burst is answered: {answered}");
         assert!(declined >= 5, "the rest is declined: {declined}");
-        assert_eq!(answered + declined, burst + 10);
+        assert_eq!(answered + declined, burst + 100);
         assert!(disconnected, "five refusals (20 each) ban");
         assert!(node.state.book.is_banned(&peer, std::time::Instant::now()));
     }

@@ -268,7 +268,11 @@ impl SyncManager {
     }
 
     /// A peer gossiped a block at `height` whose parent we do not know: it has a chain we lack.
-    /// Fresh evidence lifts a cool-down from an earlier, lying status.
+    /// The block shows the work of a chain that high (difficulty is fixed per network), so it
+    /// is evidence of more work than ours only when it is above our tip; then it lifts a
+    /// cool-down from an earlier, lying status. A block at or below our height (a stale one,
+    /// e.g. replayed by gossip to a new peer) claims nothing, so it can never make an honest
+    /// peer look like it claimed more than its headers show.
     pub fn orphan_from(
         &mut self,
         peer: PeerId,
@@ -277,12 +281,19 @@ impl SyncManager {
         now: Instant,
     ) -> Vec<SyncAction> {
         let local = chain.local();
+        if height <= local.height {
+            return Vec::new();
+        }
+        let per_block = crate::ledger::block::work_for(self.params.difficulty);
+        let shown = local
+            .work
+            .saturating_add(per_block.saturating_mul(u128::from(height - local.height)));
         let entry = self
             .peers
             .entry(peer)
             .or_insert_with(|| Peer::new(PeerTip { height, work: 0 }));
         entry.claimed.height = entry.claimed.height.max(height);
-        entry.claimed.work = entry.claimed.work.max(local.work.saturating_add(1));
+        entry.claimed.work = entry.claimed.work.max(shown);
         entry.headers_done = false;
         entry.cool_until = None;
         self.pump(chain, now)

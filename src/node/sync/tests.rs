@@ -205,6 +205,33 @@ fn a_peer_whose_headers_fall_short_of_its_claim_is_a_false_status() {
 }
 
 #[test]
+fn a_stale_orphan_claims_nothing_and_one_above_our_tip_claims_only_its_height() {
+    let p = params();
+    let mut chain = Chain::new(p.clone());
+    for block in branch(&p, &p.genesis(), 1, 5) {
+        chain.accept_block(block, NOW_MS).unwrap();
+    }
+    // The peer is on a branch we lack, 3 blocks high: a block of it replayed to us (gossip
+    // does that for a new peer) is an orphan at or below our height and shows no more work.
+    let theirs = branch(&p, &p.genesis(), 2, 8);
+    let mut sync = SyncManager::new(p);
+    let peer = PeerId::random();
+    let now = Instant::now();
+    assert!(sync.orphan_from(peer, 3, &chain, now).is_empty());
+    assert!(sync.orphan_from(peer, 5, &chain, now).is_empty());
+    // One above our tip is evidence: headers are asked, and a run ending at its height (no
+    // more than it showed) is no false status.
+    let asked = sync.orphan_from(peer, 7, &chain, now);
+    let ticket = headers_request(&asked, peer).expect("headers asked");
+    let actions = sync.headers(peer, ticket, headers(&theirs[..7]), &chain, NOW_MS, now);
+    assert!(penalties(&actions).is_empty(), "{actions:?}");
+    assert!(
+        !block_requests(&actions).is_empty(),
+        "its branch is downloaded"
+    );
+}
+
+#[test]
 fn an_empty_headers_answer_to_a_big_claim_is_a_false_status_and_the_peer_cools_down() {
     let p = params();
     let chain = Chain::new(p.clone());

@@ -206,6 +206,19 @@ pub struct Mempool {
     tails: BTreeMap<EvictKey, TxId>,
     next_seq: u64,
     policy: RelayPolicy,
+    /// The last template built for peers (its caps and transfers), until the pool changes.
+    shared: Option<SharedTemplate>,
+    /// Templates built for peers, for tests to see the cache at work.
+    #[cfg(test)]
+    shared_builds: u64,
+}
+
+/// A template kept for the peers that ask for the pool ([`Mempool::shared_template`]).
+#[derive(Debug)]
+struct SharedTemplate {
+    max_txs: usize,
+    max_bytes: usize,
+    txs: Vec<Transaction>,
 }
 
 impl Mempool {
@@ -219,6 +232,9 @@ impl Mempool {
             tails: BTreeMap::new(),
             next_seq: 0,
             policy: RelayPolicy::default(),
+            shared: None,
+            #[cfg(test)]
+            shared_builds: 0,
         }
     }
 
@@ -392,6 +408,7 @@ impl Mempool {
             return Err(MempoolError::BadSignature);
         }
         let txid = tx.compute_txid();
+        self.shared = None;
         if let Some(old) = self.entries.remove(&old_id) {
             self.tails.remove(&(old.fee, Reverse(old.seq)));
         }
@@ -474,6 +491,27 @@ impl Mempool {
         out
     }
 
+    /// [`Mempool::template`] for peers that ask for the pool: built once and handed out again
+    /// until the pool changes, so that peers asking often cost a copy, not a pass over the pool.
+    pub fn shared_template(&mut self, max_txs: usize, max_bytes: usize) -> Vec<Transaction> {
+        if let Some(shared) = &self.shared {
+            if shared.max_txs == max_txs && shared.max_bytes == max_bytes {
+                return shared.txs.clone();
+            }
+        }
+        let txs = self.template(max_txs, max_bytes);
+        #[cfg(test)]
+        {
+            self.shared_builds += 1;
+        }
+        self.shared = Some(SharedTemplate {
+            max_txs,
+            max_bytes,
+            txs: txs.clone(),
+        });
+        txs
+    }
+
     /// Reacts to a tip change; `state` is the state after it.
     ///
     /// Every address the connected or disconnected blocks touched is revalidated: its pending
@@ -514,6 +552,7 @@ impl Mempool {
     /// Replays `address`'s pending transfers plus `extra` ones in nonce order against `state`
     /// and keeps those that apply.
     fn revalidate_sender(&mut self, address: &Address, extra: Vec<Transaction>, state: &State) {
+        self.shared = None;
         let mut candidates: Vec<(Transaction, u64)> = Vec::new();
         if let Some(queue) = self.queues.remove(address) {
             for id in &queue.txids {
@@ -577,6 +616,7 @@ impl Mempool {
     /// Appends an entry as its sender's last pending transfer (its nonce must be the next one).
     /// A `seq` of 0 is given a fresh arrival number.
     fn push(&mut self, txid: TxId, mut entry: Entry) {
+        self.shared = None;
         if entry.seq == 0 {
             self.next_seq += 1;
             entry.seq = self.next_seq;
@@ -593,6 +633,7 @@ impl Mempool {
 
     /// Removes a sender's last pending transfer.
     fn evict(&mut self, txid: &TxId) {
+        self.shared = None;
         let Some(entry) = self.entries.remove(txid) else {
             return;
         };
@@ -1046,6 +1087,33 @@ mod tests {
         let template = pool.template(10, usize::MAX);
         assert_eq!(ids(&template), ids(&[b0, b1, a0, a1]));
         assert_eq!(ids(&pool.transactions()), ids(&template));
+    }
+
+    #[test]
+    fn the_template_for_peers_is_built_once_until_the_pool_changes() {
+        let (a, b) = (key(1), key(2));
+        let mut ledger = Ledger::funding(&[&a, &b]);
+        let mut pool = Mempool::new(10, net());
+        pool.add(pay(&a, 9, 1, 1, 0), &ledger.state).unwrap();
+        pool.add(pay(&b, 9, 1, 2, 0), &ledger.state).unwrap();
+        let first = pool.shared_template(10, usize::MAX);
+        assert_eq!(ids(&first), ids(&pool.template(10, usize::MAX)));
+        for _ in 0..5 {
+            assert_eq!(ids(&pool.shared_template(10, usize::MAX)), ids(&first));
+        }
+        assert_eq!(pool.shared_builds, 1, "asked again, not rebuilt");
+        // Other caps, a new transfer, a mined block: each answer is the pool as it is now.
+        assert_eq!(pool.shared_template(1, usize::MAX).len(), 1);
+        pool.add(pay(&a, 9, 1, 5, 1), &ledger.state).unwrap();
+        let grown = pool.shared_template(10, usize::MAX);
+        assert_eq!(ids(&grown), ids(&pool.template(10, usize::MAX)));
+        assert_eq!(grown.len(), 3);
+        let change = ledger.mine(addr(&a), vec![pay(&b, 9, 1, 2, 0)]);
+        pool.on_tip_change(&change, &ledger.state);
+        let after = pool.shared_template(10, usize::MAX);
+        assert_eq!(ids(&after), ids(&pool.template(10, usize::MAX)));
+        assert_eq!(after.len(), 2);
+        assert_eq!(pool.shared_builds, 4);
     }
 
     #[test]

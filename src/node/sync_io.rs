@@ -107,7 +107,7 @@ impl NodeState {
             }
             SyncRequest::GetMempool { max_txs } => {
                 let max = max_txs.min(MAX_TXS_PER_RESPONSE) as usize;
-                SyncResponse::Mempool(self.mempool.template(max, RESPONSE_TX_BYTES))
+                SyncResponse::Mempool(self.mempool.shared_template(max, RESPONSE_TX_BYTES))
             }
         }
     }

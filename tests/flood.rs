@@ -1,9 +1,9 @@
 //! Hostile peers at a small scale, for CI (the figures at full scale come from
 //! `tests/bench_hostile.rs`): a flood of early blocks and one of side-branch blocks full of
-//! validly signed transfers nobody could pay for leave the flooding peer unblamed, keep no
-//! side-branch bodies and let honest blocks through; a peer that never reads its block answers
-//! does not stop an honest peer from syncing; throwaway identities do not keep a `--peer` peer
-//! or a new one from connecting and syncing.
+//! validly signed transfers nobody could pay for leave the flooding peer unblamed, keep
+//! side-branch bodies only within the side-branch caps, and let honest blocks through; a peer
+//! that never reads its block answers does not stop an honest peer from syncing; throwaway
+//! identities do not keep a `--peer` peer or a new one from connecting and syncing.
 
 #[path = "common/attacks.rs"]
 mod attacks;
@@ -31,11 +31,16 @@ fn a_flood_of_early_blocks_costs_the_sender_nothing_and_lets_honest_blocks_throu
 }
 
 #[test]
-fn a_flood_of_light_side_blocks_is_dropped_unverified_and_lets_honest_blocks_through() {
+fn a_flood_of_light_side_blocks_costs_the_sender_nothing_and_lets_honest_blocks_through() {
     let r = attacks::flood_blocks(FloodKind::Side, SMALL);
     assert_eq!(r.published, 30);
     assert!(r.flooder_connected, "{r:?}");
-    assert_eq!(r.side_blocks, 0, "no light side-branch body is kept: {r:?}");
+    // Light side blocks are checked (signatures too) and kept within the side-branch caps;
+    // their transfers are not checked against any state until the branch is the heaviest.
+    assert!(
+        r.side_blocks <= gossipchain::ledger::chain::MAX_SIDE_BLOCKS as u64,
+        "{r:?}"
+    );
     assert!(r.height >= 4, "{r:?}");
 }
 

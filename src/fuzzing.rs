@@ -455,7 +455,7 @@ fn response_seeds() -> Vec<Vec<u8>> {
         SyncResponse::Status(status()),
         SyncResponse::Headers(vec![genesis.header.clone(), block.header.clone()]),
         SyncResponse::Mempool(transfers()),
-        SyncResponse::Blocks(vec![genesis, block]),
+        SyncResponse::Blocks(vec![genesis.into(), block.into()]),
     ]
     .iter()
     .map(encode)

@@ -355,7 +355,7 @@ fn a_hostile_peer_cannot_disturb_honest_nodes_or_get_anything_invalid_forwarded(
             (
                 what.to_string(),
                 BlocksAnswer::Bytes(encode(&SyncResponse::Headers(vec![b.header.clone()]))),
-                BlocksAnswer::Bytes(encode(&SyncResponse::Blocks(vec![b.clone()]))),
+                BlocksAnswer::Bytes(encode(&SyncResponse::Blocks(vec![b.clone().into()]))),
             )
         })
         .collect();

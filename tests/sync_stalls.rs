@@ -80,7 +80,13 @@ fn fetch_chain(
     let Ok(SyncResponse::Blocks(blocks)) = decode(&bytes, usize::MAX) else {
         panic!("a blocks answer");
     };
-    (headers, blocks)
+    (
+        headers,
+        blocks
+            .into_iter()
+            .map(std::sync::Arc::unwrap_or_clone)
+            .collect(),
+    )
 }
 
 #[test]
@@ -177,7 +183,9 @@ fn a_peer_with_valid_headers_and_invalid_bodies_is_banned_and_the_bodies_come_fr
         "liar",
         &topics,
         status(genesis, last.height, last.block_hash(), work),
-        BlocksAnswer::Bytes(encode(&SyncResponse::Blocks(blocks))),
+        BlocksAnswer::Bytes(encode(&SyncResponse::Blocks(
+            blocks.into_iter().map(std::sync::Arc::new).collect(),
+        ))),
         RawOptions {
             headers: BlocksAnswer::Bytes(encode(&SyncResponse::Headers(headers))),
             ..RawOptions::default()

@@ -7,6 +7,7 @@
 //! to the end of the stream (at most the cap plus one byte) and decodes.
 
 use std::io;
+use std::sync::Arc;
 
 use bincode::{Decode, Encode};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -152,7 +153,9 @@ pub enum SyncResponse {
     /// a block template takes them (highest fee first, each sender's nonces in order).
     Mempool(Vec<Transaction>),
     /// Variant 3: the answer to [`SyncRequest::GetBlocks`]: a prefix of the requested blocks.
-    Blocks(Vec<Block>),
+    /// Shared with the chain that answers (an answer costs no copy of its blocks); encoded
+    /// exactly as a `Vec<Block>`.
+    Blocks(Vec<Arc<Block>>),
 }
 
 /// Why a sync message was refused before it reached the node.
@@ -299,9 +302,28 @@ impl libp2p::request_response::Codec for SyncCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        io.write_all(&encode(&response)).await?;
+        match &response {
+            // Block by block: a peer that does not read makes us hold one block's encoding,
+            // not the whole answer's.
+            SyncResponse::Blocks(blocks) => {
+                io.write_all(&blocks_answer_prefix(blocks.len())).await?;
+                for block in blocks {
+                    io.write_all(&encode(&**block)).await?;
+                }
+            }
+            _ => io.write_all(&encode(&response)).await?,
+        }
         io.close().await
     }
+}
+
+/// The bytes of a `Blocks` answer of `count` blocks before its first block: the variant tag
+/// and the list length.
+fn blocks_answer_prefix(count: usize) -> Vec<u8> {
+    let mut prefix = encode(&SyncResponse::Blocks(Vec::new()));
+    let len_at = prefix.len() - 8;
+    prefix[len_at..].copy_from_slice(&(count as u64).to_le_bytes());
+    prefix
 }
 
 #[cfg(test)]
@@ -341,8 +363,21 @@ mod tests {
     }
 
     #[test]
+    fn a_blocks_answer_written_block_by_block_is_byte_for_byte_its_encoding() {
+        let params = params();
+        let genesis = Arc::new(params.genesis());
+        for count in [0, 1, 3] {
+            let response = SyncResponse::Blocks((0..count).map(|_| Arc::clone(&genesis)).collect());
+            let mut codec = SyncCodec::new(&params);
+            let mut wire = futures::io::Cursor::new(Vec::new());
+            block_on(codec.write_response(&SYNC_PROTOCOL, &mut wire, response.clone())).unwrap();
+            assert_eq!(wire.into_inner(), encode(&response), "{count} blocks");
+        }
+    }
+
+    #[test]
     fn a_response_with_blocks_survives_the_codec_round_trip() {
-        let response = SyncResponse::Blocks(vec![params().genesis()]);
+        let response = SyncResponse::Blocks(vec![Arc::new(params().genesis())]);
         let mut codec = SyncCodec::new(&params());
         let mut wire = futures::io::Cursor::new(Vec::new());
         block_on(codec.write_response(&SYNC_PROTOCOL, &mut wire, response.clone())).unwrap();
@@ -484,7 +519,10 @@ mod tests {
     #[test]
     fn an_answer_with_too_many_blocks_is_refused() {
         let genesis = params().genesis();
-        let blocks = vec![genesis; MAX_BLOCKS_PER_REQUEST as usize + 1];
+        let genesis = Arc::new(genesis);
+        let blocks: Vec<_> = (0..=MAX_BLOCKS_PER_REQUEST)
+            .map(|_| Arc::clone(&genesis))
+            .collect();
         let bytes = encode(&SyncResponse::Blocks(blocks));
         assert_eq!(
             decode_response(&bytes, max_response_bytes(&params())),

@@ -9,6 +9,7 @@
 //! remembered by its [`RequestId`] until its answer or failure arrives; an answer of the wrong
 //! kind or garbage is the peer's offence.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use libp2p::PeerId;
@@ -103,7 +104,7 @@ impl NodeState {
             SyncRequest::GetBlocks { hashes } => {
                 let hashes = &hashes[..hashes.len().min(MAX_BLOCKS_PER_REQUEST as usize)];
                 let blocks = self.chain.blocks_by_hash(hashes, RESPONSE_BLOCK_BYTES);
-                SyncResponse::Blocks(blocks.iter().map(|b| Block::clone(b)).collect())
+                SyncResponse::Blocks(blocks)
             }
             SyncRequest::GetMempool { max_txs } => {
                 let max = max_txs.min(MAX_TXS_PER_RESPONSE) as usize;
@@ -131,6 +132,8 @@ impl NodeState {
                 self.apply_sync(actions);
             }
             (Some(Pending::Blocks(ticket)), SyncResponse::Blocks(blocks)) => {
+                // Decoded blocks are ours alone: unwrapping them copies nothing.
+                let blocks = blocks.into_iter().map(Arc::unwrap_or_clone).collect();
                 let actions = self.sync.blocks(peer, ticket, blocks, &self.chain, now);
                 self.apply_sync(actions);
             }
@@ -414,6 +417,38 @@ mod tests {
     }
 
     #[test]
+    fn a_blocks_answer_shares_the_chain_s_blocks_instead_of_copying_them() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        let one = mined_child(&params, &params.genesis(), Address([7; 20]), params.reward);
+        node.state
+            .on_mined(0, crate::ledger::pow::MiningOutcome::Found(one.clone()));
+        node.commands();
+        node.feed(NetEvent::SyncRequested {
+            peer,
+            request: SyncRequest::GetBlocks {
+                hashes: vec![one.block_hash()],
+            },
+            channel: InboundToken(3),
+        });
+        let commands = node.commands();
+        let Some(NetCommand::Respond {
+            response: SyncResponse::Blocks(blocks),
+            ..
+        }) = commands.last()
+        else {
+            panic!("a blocks answer: {commands:?}");
+        };
+        let held = node.state.chain.block(&one.block_hash()).expect("held");
+        assert_eq!(blocks.len(), 1);
+        assert!(
+            std::sync::Arc::ptr_eq(&blocks[0], &held),
+            "the answer holds no copy"
+        );
+    }
+
+    #[test]
     fn a_status_from_another_network_bans_and_disconnects_the_peer() {
         let mut node = TestNode::new();
         let peer = node.connected_peer();
@@ -505,7 +540,7 @@ mod tests {
         node.feed(NetEvent::SyncAnswered {
             peer,
             request: id,
-            response: SyncResponse::Blocks(vec![one, two.clone()]),
+            response: SyncResponse::Blocks(vec![one.into(), two.clone().into()]),
         });
         assert_eq!(node.state.chain.tip(), two.block_hash());
         let emitted = node.emitted();

@@ -81,6 +81,9 @@ pub struct RawOptions {
     pub mempool: Vec<u8>,
     /// Its identity (by default a fresh one), so that a test can come back as the same peer.
     pub keypair: identity::Keypair,
+    /// False: answers to this peer's own requests are never read (their streams stay open
+    /// until a side gives up), as a peer does that makes a node hold its answers.
+    pub read_answers: bool,
 }
 
 impl Default for RawOptions {
@@ -89,6 +92,7 @@ impl Default for RawOptions {
             headers: BlocksAnswer::Bytes(encode(&SyncResponse::Headers(Vec::new()))),
             mempool: encode(&SyncResponse::Mempool(Vec::new())),
             keypair: identity::Keypair::generate_ed25519(),
+            read_answers: true,
         }
     }
 }
@@ -120,9 +124,12 @@ struct RawBehaviour {
     ping: ping::Behaviour,
 }
 
-/// A codec that moves raw bytes: one message each way, read to the end of the stream.
-#[derive(Debug, Clone, Default)]
-struct RawCodec;
+/// A codec that moves raw bytes: one message each way, read to the end of the stream (or, with
+/// `read_answers` false, answers never read at all).
+#[derive(Debug, Clone)]
+struct RawCodec {
+    read_answers: bool,
+}
 
 async fn read_all<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
@@ -148,6 +155,10 @@ impl request_response::Codec for RawCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
+        if !self.read_answers {
+            // Until the request times out or the stream is reset: nothing is read.
+            futures::future::pending::<()>().await;
+        }
         read_all(io).await
     }
 
@@ -204,6 +215,7 @@ impl RawPeer {
             headers,
             mempool: mempool_bytes,
             keypair,
+            read_answers,
         } = options;
         let peer_id = keypair.public().to_peer_id();
         let gossip_config = gossipsub::ConfigBuilder::default()
@@ -231,7 +243,7 @@ impl RawPeer {
                         gossip_config,
                     )?;
                     let sync = request_response::Behaviour::with_codec(
-                        RawCodec,
+                        RawCodec { read_answers },
                         [(SYNC_PROTOCOL, ProtocolSupport::Full)],
                         request_response::Config::default()
                             .with_request_timeout(Duration::from_secs(60)),
@@ -400,6 +412,27 @@ impl RawPeer {
         if let PeerEvent::Published(Err(e)) = r {
             panic!("{}: publish failed: {e}", self.label);
         }
+    }
+
+    /// Sends raw bytes as a sync request to `peer` without waiting; its outcome arrives later as
+    /// [`PeerEvent::Answered`].
+    pub fn send_request(&self, peer: PeerId, bytes: Vec<u8>) {
+        let _ = self.commands.send(Command::Request(peer, bytes));
+    }
+
+    /// Publishes `data` on `topic` without waiting for the outcome of the publish.
+    pub fn publish_nowait(&self, topic: &IdentTopic, data: Vec<u8>) {
+        let _ = self.commands.send(Command::Publish(topic.clone(), data));
+    }
+
+    /// The events that arrived since the last look, without waiting (not kept in `seen`, so
+    /// that a long flood does not pile them up).
+    pub fn take_new(&mut self) -> Vec<PeerEvent> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e);
+        }
+        out
     }
 
     /// Sends raw bytes as a sync request to `peer` and returns the outcome.

@@ -129,9 +129,13 @@ fn the_tree_shows_the_losing_branch_and_the_reorg_after_two_nodes_meet() {
         "our two blocks stay, off the main chain: {tree}"
     );
     assert!(side.iter().all(|blk| blk["source"] == "mined"));
+    // From b, by gossip or by sync: a gossiped block of b's that was lighter than our chain
+    // when it came is dropped unchecked, and the sync brings it (labelled "sync").
     let main_from_b = blocks
         .iter()
-        .filter(|blk| blk["on_main"] == true && blk["source"] == b_peer.as_str())
+        .filter(|blk| {
+            blk["on_main"] == true && (blk["source"] == b_peer.as_str() || blk["source"] == "sync")
+        })
         .count();
     assert_eq!(main_from_b, 4, "b's four blocks, from b: {tree}");
     assert_eq!(tree["reorgs"][0]["depth"], 2);

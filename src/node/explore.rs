@@ -228,7 +228,9 @@ mod tests {
         let peer = node.connected_peer();
         let theirs_1 = mined_child(&params, &genesis, Address([9; 20]), params.reward);
         let theirs_2 = mined_child(&params, &theirs_1, Address([9; 20]), params.reward);
-        for block in [theirs_1.clone(), theirs_2.clone()] {
+        // The child first (it waits as an orphan), then its parent, which ties our block but
+        // brings the child with it.
+        for block in [theirs_2.clone(), theirs_1.clone()] {
             node.feed(crate::net::NetEvent::GossipBlock {
                 from: peer,
                 message: crate::net::MessageToken(vec![1; 32]),

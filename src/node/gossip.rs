@@ -14,6 +14,7 @@ use tracing::{debug, warn};
 
 use super::peers::Offence;
 use super::state::{now_ms, Applied, NodeState, Source};
+use crate::ledger::block::work_for;
 use crate::ledger::{Block, BlockError, MempoolError, Placement, Transaction, TxError};
 use crate::net::{Acceptance, MessageToken, NetCommand, Publication};
 
@@ -31,6 +32,13 @@ impl NodeState {
     fn judge_gossip_block(&mut self, from: PeerId, block: Block) -> Acceptance {
         let height = block.height();
         let now = Instant::now();
+        if self.cannot_move_the_tip(&block) {
+            // Checking its signatures would cost us and keeping it would cost memory, for a
+            // branch nobody asked us to adopt; should it grow heavier than the main chain, its
+            // next block names an unknown parent, and headers-first sync fetches the branch.
+            debug!(%from, height, "light side-branch block dropped unchecked");
+            return Acceptance::Ignore;
+        }
         let result = self.chain.accept_block(block, now_ms());
         if let Err(error) = &result {
             self.metrics.block_rejected(error);
@@ -75,6 +83,25 @@ impl NodeState {
                 self.penalise(from, Offence::InvalidBlock);
                 Acceptance::Reject
             }
+        }
+    }
+
+    /// Whether `block` builds on a block we hold yet would leave its branch with less work than
+    /// the main chain (a stale sibling, or a light fork), with no orphan waiting for it: it
+    /// could not change our tip, so it is dropped before its body is looked at (issue 10,
+    /// finding 9, second half). A block that ties the main chain is kept and checked as before,
+    /// so two honest miners racing at equal work still reorganise by gossip alone.
+    fn cannot_move_the_tip(&self, block: &Block) -> bool {
+        let parent = &block.header.prev_hash;
+        if self.chain.has_orphans_waiting_on(&block.block_hash()) {
+            return false;
+        }
+        match self.chain.cumulative_work_of(parent) {
+            Some(parent_work) => {
+                let work = work_for(self.params.difficulty);
+                parent_work.saturating_add(work) < self.chain.total_work()
+            }
+            None => false,
         }
     }
 
@@ -237,6 +264,83 @@ mod tests {
         assert!(node.state.book.is_banned(&peer, std::time::Instant::now()));
         assert_eq!(node.state.chain.height(), 0);
         assert!(node.emitted().is_empty());
+    }
+
+    #[test]
+    fn a_block_on_a_side_branch_lighter_than_the_main_chain_is_dropped_unchecked_without_blame() {
+        let mut node = TestNode::new();
+        let peer = node.connected_peer();
+        let params = node.state.params.clone();
+        let miner = Address([7; 20]);
+        let a1 = mined_child(&params, &params.genesis(), miner, params.reward);
+        let a2 = mined_child(&params, &a1, miner, params.reward);
+        for (n, b) in [(1, a1.clone()), (2, a2)] {
+            node.feed(NetEvent::GossipBlock {
+                from: peer,
+                message: message(n),
+                block: b,
+            });
+        }
+        node.commands();
+        node.emitted();
+        // A sibling of a1 (as heavy as a1, lighter than a2), and one that breaks a rule: a
+        // coinbase paying more than the reward. Neither is looked at, kept or held against
+        // the peer.
+        let sibling = mined_child(&params, &params.genesis(), Address([8; 20]), params.reward);
+        let greedy = mined_child(&params, &params.genesis(), miner, params.reward + 1);
+        for (n, b) in [(3, sibling), (4, greedy)] {
+            node.feed(NetEvent::GossipBlock {
+                from: peer,
+                message: message(n),
+                block: b,
+            });
+            assert_eq!(
+                node.commands(),
+                vec![NetCommand::ReportValidation {
+                    message: message(n),
+                    from: peer,
+                    acceptance: Acceptance::Ignore,
+                }]
+            );
+        }
+        assert_eq!(node.state.chain.side_block_count(), 0);
+        assert_eq!(node.state.book.get(&peer).map(|e| e.score()), Some(0));
+        assert_eq!(node.state.chain.height(), 2);
+        assert!(node.emitted().is_empty());
+
+        // A block that ties the main chain is kept; one whose parent we lack, above our tip,
+        // is fetched by headers-first sync.
+        let b1 = mined_child(&params, &a1, Address([8; 20]), params.reward);
+        let b2 = mined_child(&params, &b1, Address([8; 20]), params.reward);
+        let b3 = mined_child(&params, &b2, Address([8; 20]), params.reward);
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: message(5),
+            block: b1,
+        });
+        node.commands();
+        assert_eq!(node.state.chain.height(), 2, "b1 only ties a2");
+        assert_eq!(
+            node.state.chain.side_block_count(),
+            1,
+            "a tie is kept and checked: the race may go its way"
+        );
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: message(6),
+            block: b3,
+        });
+        let commands = node.commands();
+        assert!(
+            commands.iter().any(|c| matches!(
+                c,
+                NetCommand::Request {
+                    request: SyncRequest::GetHeaders { .. },
+                    ..
+                }
+            )),
+            "a branch grown past ours is fetched by headers-first sync: {commands:?}"
+        );
     }
 
     #[test]

@@ -478,6 +478,12 @@ impl Chain {
         self.orphans.contains(hash)
     }
 
+    /// True if an orphan waits for the block `hash` (so that block would bring more work
+    /// than its own).
+    pub fn has_orphans_waiting_on(&self, hash: &BlockHash) -> bool {
+        self.orphans.has_children(hash)
+    }
+
     /// Number of blocks in the orphan pool.
     pub fn orphan_count(&self) -> usize {
         self.orphans.len()

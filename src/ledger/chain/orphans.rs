@@ -49,6 +49,11 @@ impl OrphanPool {
         self.orphans.contains_key(hash)
     }
 
+    /// True if some orphan waits for `parent`.
+    pub(super) fn has_children(&self, parent: &BlockHash) -> bool {
+        self.by_parent.contains_key(parent)
+    }
+
     /// Number of blocks in the pool.
     pub(super) fn len(&self) -> usize {
         self.orphans.len()

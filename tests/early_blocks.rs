@@ -7,9 +7,9 @@ mod common;
 #[path = "common/raw_peer.rs"]
 mod raw_peer;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{unique_network, NodeOptions, TestNode, DIFFICULTY};
+use common::{now_ms, unique_network, NodeOptions, TestNode, DIFFICULTY, THREE_HOURS_MS};
 use ed25519_dalek::SigningKey;
 use gossipchain::ledger::block::{compute_tx_root, meets_difficulty};
 use gossipchain::ledger::encode::encode;
@@ -20,16 +20,6 @@ use libp2p::Multiaddr;
 use raw_peer::{BlocksAnswer, RawPeer};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Three hours: an hour past the two a timestamp may be ahead of the local clock.
-const THREE_HOURS_MS: u64 = 3 * 60 * 60 * 1000;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
 
 /// A mined block on `parent` at `height` paying `miner`, holding `transfers`, at `timestamp`.
 fn block(

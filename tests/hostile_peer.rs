@@ -8,9 +8,9 @@ mod common;
 mod raw_peer;
 
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{unique_network, NodeOptions, TestNode, DIFFICULTY};
+use common::{now_ms, unique_network, NodeOptions, TestNode, DIFFICULTY};
 use ed25519_dalek::SigningKey;
 use gossipchain::ledger::block::{compute_tx_root, meets_difficulty};
 use gossipchain::ledger::encode::encode;
@@ -28,13 +28,6 @@ use raw_peer::{BlocksAnswer, PeerEvent, RawOptions, RawPeer};
 const STRANGER: &str = "feedfacefeedfacefeedfacefeedfacefeedface";
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
 
 /// Whether a built block's proof of work is made to hold or to fail.
 #[derive(Clone, Copy, PartialEq)]

@@ -11,7 +11,7 @@ mod raw_peer;
 
 use std::time::Duration;
 
-use common::{unique_network, NodeOptions, TestNode};
+use common::{runtime, unique_network, NodeOptions, TestNode};
 use gossipchain::ledger::encode::{decode, encode};
 use gossipchain::ledger::{Block, BlockHash, BlockHeader, NetworkParams};
 use gossipchain::net::protocol::{
@@ -21,14 +21,6 @@ use libp2p::{Multiaddr, PeerId};
 use raw_peer::{BlocksAnswer, PeerEvent, RawOptions, RawPeer};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 fn status(genesis: BlockHash, height: u64, tip: BlockHash, total_work: u128) -> Status {
     Status {

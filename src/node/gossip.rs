@@ -173,6 +173,24 @@ mod tests {
         MessageToken(vec![n; 32])
     }
 
+    /// `peer` gossips `block` to `node` as message `n`.
+    fn gossip_block(node: &mut TestNode, peer: libp2p::PeerId, n: u8, block: crate::ledger::Block) {
+        node.feed(NetEvent::GossipBlock {
+            from: peer,
+            message: message(n),
+            block,
+        });
+    }
+
+    /// The verdict `Ignore` on message `n` from `peer`.
+    fn ignored(peer: libp2p::PeerId, n: u8) -> NetCommand {
+        NetCommand::ReportValidation {
+            message: message(n),
+            from: peer,
+            acceptance: Acceptance::Ignore,
+        }
+    }
+
     #[test]
     fn a_block_the_store_cannot_hold_halts_the_node_and_nothing_is_announced() {
         let mut node = TestNode::new();
@@ -186,11 +204,7 @@ mod tests {
             .accept_block(first.clone(), super::now_ms())
             .expect("valid block");
         let second = mined_child(&params, &first, Address([7; 20]), params.reward);
-        node.feed(NetEvent::GossipBlock {
-            from: peer,
-            message: message(2),
-            block: second,
-        });
+        gossip_block(&mut node, peer, 2, second);
         assert_eq!(node.commands(), vec![], "nothing leaves a halted node");
         assert!(node.state.halted().is_some());
         let events = node.emitted();
@@ -245,11 +259,7 @@ mod tests {
             Address([7; 20]),
             params.reward + 1,
         );
-        node.feed(NetEvent::GossipBlock {
-            from: peer,
-            message: message(2),
-            block: greedy,
-        });
+        gossip_block(&mut node, peer, 2, greedy);
         assert_eq!(
             node.commands(),
             vec![
@@ -275,11 +285,7 @@ mod tests {
         let a1 = mined_child(&params, &params.genesis(), miner, params.reward);
         let a2 = mined_child(&params, &a1, miner, params.reward);
         for (n, b) in [(1, a1.clone()), (2, a2)] {
-            node.feed(NetEvent::GossipBlock {
-                from: peer,
-                message: message(n),
-                block: b,
-            });
+            gossip_block(&mut node, peer, n, b);
         }
         node.commands();
         node.emitted();
@@ -289,19 +295,8 @@ mod tests {
         let sibling = mined_child(&params, &params.genesis(), Address([8; 20]), params.reward);
         let greedy = mined_child(&params, &params.genesis(), miner, params.reward + 1);
         for (n, b) in [(3, sibling), (4, greedy)] {
-            node.feed(NetEvent::GossipBlock {
-                from: peer,
-                message: message(n),
-                block: b,
-            });
-            assert_eq!(
-                node.commands(),
-                vec![NetCommand::ReportValidation {
-                    message: message(n),
-                    from: peer,
-                    acceptance: Acceptance::Ignore,
-                }]
-            );
+            gossip_block(&mut node, peer, n, b);
+            assert_eq!(node.commands(), vec![ignored(peer, n)]);
         }
         assert_eq!(node.state.chain.side_block_count(), 0);
         assert_eq!(node.state.book.get(&peer).map(|e| e.score()), Some(0));
@@ -313,11 +308,7 @@ mod tests {
         let b1 = mined_child(&params, &a1, Address([8; 20]), params.reward);
         let b2 = mined_child(&params, &b1, Address([8; 20]), params.reward);
         let b3 = mined_child(&params, &b2, Address([8; 20]), params.reward);
-        node.feed(NetEvent::GossipBlock {
-            from: peer,
-            message: message(5),
-            block: b1,
-        });
+        gossip_block(&mut node, peer, 5, b1);
         node.commands();
         assert_eq!(node.state.chain.height(), 2, "b1 only ties a2");
         assert_eq!(
@@ -325,11 +316,7 @@ mod tests {
             1,
             "a tie is kept and checked: the race may go its way"
         );
-        node.feed(NetEvent::GossipBlock {
-            from: peer,
-            message: message(6),
-            block: b3,
-        });
+        gossip_block(&mut node, peer, 6, b3);
         let commands = node.commands();
         assert!(
             commands.iter().any(|c| matches!(
@@ -353,19 +340,8 @@ mod tests {
         let early = crate::ledger::pow::mine_blocking(early, 1, &Default::default())
             .expect("an easy block is mined");
         for n in 0..20 {
-            node.feed(NetEvent::GossipBlock {
-                from: peer,
-                message: message(n),
-                block: early.clone(),
-            });
-            assert_eq!(
-                node.commands(),
-                vec![NetCommand::ReportValidation {
-                    message: message(n),
-                    from: peer,
-                    acceptance: Acceptance::Ignore,
-                }]
-            );
+            gossip_block(&mut node, peer, n, early.clone());
+            assert_eq!(node.commands(), vec![ignored(peer, n)]);
         }
         assert_eq!(node.state.book.get(&peer).map(|e| e.score()), Some(0));
         assert_eq!(node.state.chain.height(), 0);
@@ -393,11 +369,7 @@ mod tests {
         let params = node.state.params.clone();
         let parent = mined_child(&params, &params.genesis(), Address([7; 20]), params.reward);
         let orphan = mined_child(&params, &parent, Address([7; 20]), params.reward);
-        node.feed(NetEvent::GossipBlock {
-            from: peer,
-            message: message(3),
-            block: orphan,
-        });
+        gossip_block(&mut node, peer, 3, orphan);
         let commands = node.commands();
         let ours = Chain::new(params.clone()).locator();
         assert!(

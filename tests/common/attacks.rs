@@ -9,7 +9,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use gossipchain::ledger::block::{compute_tx_root, meets_difficulty};
@@ -21,20 +21,12 @@ use gossipchain::net::protocol::{blocks_topic, txs_topic, Status, SyncRequest, S
 use libp2p::{Multiaddr, PeerId};
 
 use crate::common::chain_writer::extend_chain;
-use crate::common::{unique_network, NodeOptions, TestNode, DIFFICULTY};
+use crate::common::{
+    now_ms, runtime, unique_network, NodeOptions, TestNode, DIFFICULTY, THREE_HOURS_MS,
+};
 use crate::raw_peer::{BlocksAnswer, PeerEvent, RawOptions, RawPeer};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Three hours: an hour past the two a timestamp may be ahead of the local clock.
-const THREE_HOURS_MS: u64 = 3 * 60 * 60 * 1000;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
 
 // --- the node's process, from /proc ----------------------------------------------------------
 
@@ -89,14 +81,6 @@ pub fn p99(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
     let i = ((samples.len() as f64) * 0.99).ceil() as usize;
     samples[i.clamp(1, samples.len()) - 1]
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
 }
 
 fn humble(genesis: BlockHash) -> Status {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -1101,4 +1101,24 @@ impl Drop for Lan {
     fn drop(&mut self) {
         self.delete_namespaces();
     }
+}
+
+/// Three hours: an hour past the two a timestamp may be ahead of the local clock.
+pub const THREE_HOURS_MS: u64 = 3 * 60 * 60 * 1000;
+
+/// Milliseconds since the Unix epoch, as block timestamps count them.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// A two-thread tokio runtime for the raw peers a test drives.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }

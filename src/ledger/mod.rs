@@ -20,6 +20,7 @@
 
 pub mod block;
 pub mod chain;
+pub mod digest_map;
 pub mod encode;
 pub mod genesis;
 pub mod hash;

@@ -6,7 +6,7 @@
 //! undo records anyway ([`State::undo_data`]), so it can disconnect blocks it no longer holds. Accounts that return
 //! to zero balance and zero nonce are dropped, so equal histories give equal states.
 
-use std::collections::HashMap;
+use crate::ledger::digest_map::DigestMap;
 
 use super::block::{Block, BlockError};
 use super::hash::Address;
@@ -42,7 +42,7 @@ impl Pending {
 /// Balances and nonces of every address with a non-zero account.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
-    accounts: HashMap<Address, Account>,
+    accounts: DigestMap<Address, Account>,
 }
 
 impl State {

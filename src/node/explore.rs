@@ -6,7 +6,7 @@
 //! allows ([`super::command::MAX_TREE_DEPTH`]) below the tip; side-branch blocks are found
 //! through the remembered sources, so the chain itself needs no new accessor.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 
 use serde::Serialize;
 
@@ -77,7 +77,7 @@ pub struct TreeView {
 #[derive(Debug, Default)]
 pub(super) struct History {
     order: VecDeque<BlockHash>,
-    sources: HashMap<BlockHash, String>,
+    sources: crate::ledger::digest_map::DigestMap<BlockHash, String>,
     reorgs: VecDeque<ReorgView>,
 }
 

@@ -11,7 +11,9 @@
 //!
 //! It imports nothing from the chain; [`super::Chain`] keeps one.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::ledger::digest_map::{DigestMap, DigestSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -38,12 +40,12 @@ pub trait BlockSource: Send + Sync + fmt::Debug {
 #[derive(Debug, Default)]
 pub(super) struct Bodies {
     source: Option<Arc<dyn BlockSource>>,
-    held: HashMap<BlockHash, (Arc<Block>, usize)>,
+    held: DigestMap<BlockHash, (Arc<Block>, usize)>,
     /// Insertion order, oldest first (may name bodies removed since).
     order: VecDeque<BlockHash>,
     bytes: usize,
     /// Bodies the latest change put on the main chain: kept until the next change.
-    pinned: HashSet<BlockHash>,
+    pinned: DigestSet<BlockHash>,
     /// The first read failure since it was last taken.
     failure: Option<String>,
 }

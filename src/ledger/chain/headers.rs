@@ -14,7 +14,7 @@
 //!
 //! A header chain is bounded by [`MAX_HEADER_CHAIN`]. It imports only `context` from the chain.
 
-use std::collections::HashMap;
+use crate::ledger::digest_map::DigestMap;
 
 use super::context::{median_time, MAX_FUTURE_DRIFT_MS, MEDIAN_TIME_SPAN};
 use crate::ledger::block::{meets_difficulty, BlockHeader};
@@ -100,7 +100,7 @@ pub struct HeaderChain {
     base: Anchor,
     headers: Vec<BlockHeader>,
     hashes: Vec<BlockHash>,
-    index: HashMap<BlockHash, usize>,
+    index: DigestMap<BlockHash, usize>,
     work: u128,
 }
 
@@ -112,7 +112,7 @@ impl HeaderChain {
             base,
             headers: Vec::new(),
             hashes: Vec::new(),
-            index: HashMap::new(),
+            index: DigestMap::default(),
             work,
         }
     }

@@ -13,7 +13,9 @@
 //! The chain (`mod.rs`) decides what to remember, with each block's descendants; this file
 //! imports nothing from it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::ledger::digest_map::DigestSet;
 
 use crate::ledger::block::BlockError;
 use crate::ledger::hash::BlockHash;
@@ -24,7 +26,7 @@ pub const MAX_INVALID: usize = 16_384;
 /// Hashes of invalid blocks, bounded, oldest forgotten first.
 #[derive(Debug, Default)]
 pub(super) struct InvalidSet {
-    set: HashSet<BlockHash>,
+    set: DigestSet<BlockHash>,
     queue: VecDeque<BlockHash>,
 }
 

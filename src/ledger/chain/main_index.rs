@@ -7,63 +7,13 @@
 //!   the candidate height found is always checked against the full hash, so a key shared by two
 //!   main-chain blocks (possible, if unlikely) never gives a wrong answer: the second such block
 //!   goes to a small overflow map;
-//! - the keys are hashed by one keyed multiply (the key is random per process), not SipHash: a
-//!   restart builds the map for every main-chain block, and the keys are already uniform.
+//! - the keys are hashed by one keyed multiply ([`DigestMap`]), not SipHash: a restart builds
+//!   the map for every main-chain block, and the keys are already uniform.
 //!
 //! It imports nothing from the chain; [`super::Chain`] keeps one.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
-
+use crate::ledger::digest_map::DigestMap;
 use crate::ledger::hash::BlockHash;
-
-/// Hashes the `u64` keys of [`MainIndex`] with a per-process random key.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct KeyedMultiply(u64);
-
-impl Default for KeyedMultiply {
-    fn default() -> Self {
-        // std's RandomState is seeded randomly per process; one of its outputs is our key.
-        let mut seed = std::collections::hash_map::RandomState::new().build_hasher();
-        seed.write_u64(0x6d61_696e_5f69_6478);
-        Self(seed.finish() | 1)
-    }
-}
-
-impl BuildHasher for KeyedMultiply {
-    type Hasher = KeyedHasher;
-
-    fn build_hasher(&self) -> KeyedHasher {
-        KeyedHasher {
-            key: self.0,
-            value: 0,
-        }
-    }
-}
-
-/// The hasher [`KeyedMultiply`] builds: meant for one `u64`.
-#[derive(Debug)]
-pub(super) struct KeyedHasher {
-    key: u64,
-    value: u64,
-}
-
-impl Hasher for KeyedHasher {
-    fn finish(&self) -> u64 {
-        let mixed = (self.value ^ self.key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        mixed ^ (mixed >> 29)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.value = self.value.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.value ^= n;
-    }
-}
 
 /// The main chain's hashes by height, with a compact index from hash to height.
 #[derive(Debug, Default)]
@@ -71,9 +21,9 @@ pub(super) struct MainIndex {
     /// `hashes[h]` is the main-chain block at height `h`.
     hashes: Vec<BlockHash>,
     /// Last 8 bytes of a hash -> its height.
-    by_prefix: HashMap<u64, u32, KeyedMultiply>,
+    by_prefix: DigestMap<u64, u32>,
     /// Hashes whose prefix another main-chain hash took first.
-    overflow: HashMap<BlockHash, u32>,
+    overflow: DigestMap<BlockHash, u32>,
 }
 
 /// The lookup key of a hash: its last 8 bytes.
@@ -86,9 +36,8 @@ fn prefix(hash: &BlockHash) -> u64 {
 impl MainIndex {
     /// An index of the main chain `hashes` (genesis first).
     pub(super) fn from_hashes(hashes: Vec<BlockHash>) -> Self {
-        let mut by_prefix =
-            HashMap::with_capacity_and_hasher(hashes.len(), KeyedMultiply::default());
-        let mut overflow = HashMap::new();
+        let mut by_prefix = DigestMap::with_capacity_and_hasher(hashes.len(), Default::default());
+        let mut overflow = DigestMap::default();
         for (height, hash) in hashes.iter().enumerate() {
             let height = u32::try_from(height).unwrap_or(u32::MAX);
             if let std::collections::hash_map::Entry::Vacant(slot) = by_prefix.entry(prefix(hash)) {

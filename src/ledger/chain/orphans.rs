@@ -12,7 +12,9 @@
 //!
 //! [`Block::validate`]: crate::ledger::block::Block::validate
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::ledger::digest_map::DigestMap;
 
 use crate::ledger::block::CheckedBlock;
 use crate::ledger::hash::BlockHash;
@@ -35,8 +37,8 @@ struct Orphan {
 /// Blocks waiting for their parent, bounded in count and bytes.
 #[derive(Debug, Default)]
 pub(super) struct OrphanPool {
-    orphans: HashMap<BlockHash, Orphan>,
-    by_parent: HashMap<BlockHash, Vec<BlockHash>>,
+    orphans: DigestMap<BlockHash, Orphan>,
+    by_parent: DigestMap<BlockHash, Vec<BlockHash>>,
     /// Orphans in entry order (entries of orphans that already left are skipped lazily).
     queue: VecDeque<(u64, BlockHash)>,
     bytes: usize,

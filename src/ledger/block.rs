@@ -236,18 +236,18 @@ const SIGNATURE_CHUNK: usize = 2_048;
 /// signatures for each block in order (stopping at the first failure), then the signatures of
 /// all the blocks before it in batches spread over the cores (rayon), one batch per chunk of
 /// about [`SIGNATURE_CHUNK`] transfers; a chunk that fails is checked block by block to find the
-/// first bad block. Returns the checked prefix and, if a block failed, its index and rule.
+/// first bad block. Returns the checked prefix and, if a block failed, its index, hash and rule.
 pub fn validate_batch(
     blocks: Vec<Block>,
     params: &NetworkParams,
-) -> (Vec<CheckedBlock>, Option<(usize, BlockError)>) {
+) -> (Vec<CheckedBlock>, Option<(usize, BlockHash, BlockError)>) {
     use rayon::prelude::*;
     let network = params.network_id();
     let mut failed = None;
     let mut cheap = Vec::with_capacity(blocks.len());
     for (i, block) in blocks.into_iter().enumerate() {
         if let Err(e) = block.check_structure_but_signatures(params) {
-            failed = Some((i, e));
+            failed = Some((i, block.block_hash(), e));
             break;
         }
         cheap.push(block);
@@ -283,9 +283,11 @@ pub fn validate_batch(
         })
         .min();
     if let Some(bad) = first_bad {
+        let hash = cheap[bad].block_hash();
         cheap.truncate(bad);
         failed = Some((
             bad,
+            hash,
             BlockError::Transaction {
                 index: 0,
                 source: TxError::BadSignature,

@@ -4,42 +4,25 @@
 //! over a channel tagged with the attempt's generation; any tip change, or nobody wanting
 //! blocks any more, cancels a stale attempt and starts one on the new tip; a `mine` command is
 //! answered once its count of blocks joined the main chain; at most [`MAX_MINE_REQUESTS`]
-//! commands wait at once; found blocks that only extend the main chain are stored together,
-//! at most [`MAX_UNSTORED_BLOCKS`] or [`MAX_UNSTORED_BYTES`] in one commit and never older than
-//! [`STORE_MINED_WITHIN`], and before anything else the node does (see `Node::run`): nothing is
-//! published, reported or counted before its commit.
+//! commands wait at once; found blocks that only extend the main chain are stored together
+//! (see `unstored`): nothing is published, reported or counted before its commit.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::command::{CommandError, Reply};
 use super::event::MineView;
-use super::state::{now_ms, NodeState, Source};
-use crate::ledger::chain::Accepted;
+use super::state::{now_ms, NodeState};
+use super::unstored::Origin;
 use crate::ledger::pow::{self, MiningHandle, MiningOutcome};
-use crate::ledger::{Block, BlockHash, Placement, StoreError};
+use crate::ledger::{BlockHash, StoreError};
 
 /// Most `mine` commands waiting at once.
 const MAX_MINE_REQUESTS: usize = 16;
 /// Bytes a block template leaves for the header and the coinbase.
 const TEMPLATE_HEADROOM: usize = 1024;
-/// Most mined blocks waiting for one store commit.
-const MAX_UNSTORED_BLOCKS: usize = 256;
-/// Most bytes of mined blocks waiting for one store commit (their bodies stay in memory until
-/// then).
-const MAX_UNSTORED_BYTES: usize = 4 * 1024 * 1024;
-/// Longest a mined block waits for its commit when nothing else happens.
-pub(super) const STORE_MINED_WITHIN: Duration = Duration::from_millis(5);
-
-/// A found block the chain took, not stored yet.
-struct Unstored {
-    accepted: Accepted,
-    block: Block,
-}
-
 /// A `mine` command being carried out.
 struct MineRequest {
     count: u64,
@@ -63,11 +46,6 @@ pub(super) struct Miner {
     job: Option<Job>,
     generation: u64,
     outcomes: mpsc::Sender<(u64, MiningOutcome)>,
-    /// Found blocks accepted since the last commit, lowest first.
-    unstored: Vec<Unstored>,
-    unstored_bytes: usize,
-    /// When the oldest of them was accepted.
-    unstored_since: Option<Instant>,
 }
 
 impl Miner {
@@ -80,21 +58,18 @@ impl Miner {
             job: None,
             generation: 0,
             outcomes,
-            unstored: Vec::new(),
-            unstored_bytes: 0,
-            unstored_since: None,
         }
     }
 
-    /// Whether another block is wanted: blocks found but not stored yet count toward the
-    /// `mine` commands waiting.
-    fn wanted(&self) -> bool {
+    /// Whether another block is wanted: the `unstored` blocks found but not stored yet count
+    /// toward the `mine` commands waiting.
+    fn wanted(&self, unstored: usize) -> bool {
         let waiting: u64 = self
             .requests
             .iter()
             .map(|r| r.count.saturating_sub(r.mined))
             .sum();
-        self.automine || waiting > self.unstored.len() as u64
+        self.automine || waiting > unstored as u64
     }
 
     /// Queues a `mine` command for `count` blocks (at least one).
@@ -124,13 +99,13 @@ impl NodeState {
     pub(super) fn update_mining(&mut self) {
         let tip = self.chain.tip();
         if let Some(job) = &self.miner.job {
-            if job.parent == tip && self.miner.wanted() {
+            if job.parent == tip && self.miner.wanted(self.unstored.mined()) {
                 return;
             }
             job.handle.cancel();
             self.miner.job = None;
         }
-        if !self.miner.wanted() {
+        if !self.miner.wanted(self.unstored.mined()) {
             return;
         }
         let txs = self.mempool.template(
@@ -198,52 +173,11 @@ impl NodeState {
                 .tip_change
                 .as_ref()
                 .is_some_and(|change| change.depth() == 0);
-        self.miner.unstored_bytes += block.encoded_len();
-        self.miner.unstored_since.get_or_insert_with(Instant::now);
-        self.miner.unstored.push(Unstored { accepted, block });
-        if !extends
-            || self.miner.unstored.len() >= MAX_UNSTORED_BLOCKS
-            || self.miner.unstored_bytes >= MAX_UNSTORED_BYTES
-        {
-            self.store_mined();
-        }
+        self.hold_unstored(accepted, Origin::Mined(block), !extends);
     }
 
-    /// When the oldest mined block not stored yet must be stored by, if there is one.
-    pub(super) fn store_mined_by(&self) -> Option<Instant> {
-        self.miner.unstored_since.map(|t| t + STORE_MINED_WITHIN)
-    }
-
-    /// Stores the mined blocks the chain took since the last commit, in one commit; then
-    /// reports, publishes and counts those on the main chain. A failed commit halts the node
-    /// with none of them announced.
-    pub(super) fn store_mined(&mut self) {
-        if self.miner.unstored.is_empty() {
-            return;
-        }
-        let unstored = std::mem::take(&mut self.miner.unstored);
-        self.miner.unstored_bytes = 0;
-        self.miner.unstored_since = None;
-        if self.halted().is_some() {
-            return;
-        }
-        if let Err(error) = self.store.commit_all(unstored.iter().map(|u| &u.accepted)) {
-            self.halt(error);
-            return;
-        }
-        self.chain.bodies_stored();
-        for Unstored { accepted, block } in unstored {
-            self.report_stored(&accepted, Source::Mined);
-            if accepted.placement == Placement::MainChain && !accepted.offered_block_invalid() {
-                let (height, hash) = (block.height(), accepted.hash);
-                info!(height, %hash, "mined a block");
-                self.publish_block(&block);
-                self.count_mined(height, hash);
-            }
-        }
-    }
-
-    fn count_mined(&mut self, height: u64, hash: BlockHash) {
+    /// Counts a mined block that is stored on the main chain for the oldest `mine` command.
+    pub(super) fn count_mined(&mut self, height: u64, hash: BlockHash) {
         let Some(request) = self.miner.requests.front_mut() else {
             return;
         };
@@ -286,10 +220,10 @@ mod tests {
         assert!(node.emitted().is_empty());
         assert!(answer.try_recv().is_err());
         assert_eq!(node.state.store.tip().unwrap(), params.genesis_hash());
-        assert!(node.state.store_mined_by().is_some());
-        node.state.store_mined();
+        assert!(node.state.store_pending_by().is_some());
+        node.state.store_pending();
         assert_eq!(node.state.store.tip().unwrap(), hash);
-        assert_eq!(node.state.store_mined_by(), None);
+        assert_eq!(node.state.store_pending_by(), None);
         assert_eq!(
             node.commands(),
             vec![NetCommand::Publish(Publication::Block(block))]
@@ -320,7 +254,7 @@ mod tests {
         assert_eq!(node.state.chain.height(), 3);
         assert_eq!(node.state.store.tip().unwrap(), params.genesis_hash());
         assert!(node.commands().is_empty());
-        node.state.store_mined();
+        node.state.store_pending();
         assert_eq!(node.state.store.tip().unwrap(), parent.block_hash());
         node.state.store.verify().unwrap();
         let published: Vec<NetCommand> = blocks

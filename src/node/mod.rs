@@ -15,6 +15,8 @@
 //! - `state`: the node's state, the dispatch of network events, penalties and tip changes
 //! - `gossip`: gossiped blocks and transactions in, our own out
 //! - `sync_io`: status exchange, block download and mempool fetches on the sync protocol
+//! - `checking`: sync answers checked off the event loop, on the rayon pool
+//! - `unstored`: changes the chain took, waiting for one store commit
 //! - `mining`: the miner, its attempts and what it found
 //! - `connections`: connections opening and closing, dials, pings, discovery
 //! - `handle_command`: carrying out console commands
@@ -28,6 +30,7 @@
 //! - `metrics`: the Prometheus registry the node owns
 
 mod budget;
+mod checking;
 pub mod command;
 mod connections;
 pub mod event;
@@ -42,6 +45,7 @@ pub mod peers;
 mod state;
 pub mod sync;
 mod sync_io;
+mod unstored;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -169,7 +173,7 @@ impl Node {
     }
 
     /// Runs until `shutdown` completes or a [`Command::Shutdown`] arrives; then stops mining.
-    /// Mined blocks still waiting for their commit are stored before it returns.
+    /// Blocks still waiting for their commit are stored before it returns.
     ///
     /// # Errors
     /// [`NodeError::Store`] if a store commit failed: the node halts at once, before announcing
@@ -178,22 +182,27 @@ impl Node {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Checks run on the rayon pool and come back here; there are at most as many as sync
+        // requests in flight.
+        let (checked_tx, mut checked) = mpsc::unbounded_channel();
         self.state.dial_due(std::time::Instant::now());
         self.flush();
         loop {
-            let store_by = self.state.store_mined_by();
+            let store_by = self.state.store_pending_by();
             let wake = tokio::select! {
                 _ = &mut shutdown => Wake::Shutdown,
                 event = self.network.next_event() => Wake::Net(event),
                 Some(command) = self.commands.recv() => Wake::Command(command),
                 Some((generation, outcome)) = self.mined.recv() => Wake::Mined(generation, outcome),
+                Some(done) = checked.recv() => Wake::Checked(done),
                 _ = tick.tick() => Wake::Tick,
-                _ = sleep_until(store_by), if store_by.is_some() => Wake::StoreMined,
+                _ = sleep_until(store_by), if store_by.is_some() => Wake::Store,
             };
-            // Mined blocks not stored yet are stored (and only then announced) before anything
-            // else is looked at: no peer, command or timer sees a tip the store lacks.
-            if !matches!(wake, Wake::Mined(..)) {
-                self.state.store_mined();
+            // Blocks not stored yet are stored (and only then announced) before anything else
+            // is looked at: no peer, command or timer sees a tip the store lacks. Only what
+            // adds blocks (the miner, a sync's answers and their checks) may add to them first.
+            if !wake.adds_blocks() {
+                self.state.store_pending();
             }
             match wake {
                 Wake::Shutdown => break,
@@ -204,24 +213,39 @@ impl Node {
                     }
                 }
                 Wake::Mined(generation, outcome) => self.state.on_mined(generation, outcome),
+                Wake::Checked(done) => self.state.on_checked(done),
                 Wake::Tick => self.state.on_tick(),
-                Wake::StoreMined => {}
+                Wake::Store => {}
             }
             if self.state.halted().is_some() {
                 break;
             }
             self.flush();
+            self.spawn_checks(&checked_tx);
             self.state.update_mining();
             self.state.poll_resolves(std::time::Instant::now());
         }
         self.state.stop_mining();
-        self.state.store_mined();
+        self.state.store_pending();
         match self.state.take_halt() {
             Some(error) => Err(NodeError::Store(error)),
             None => {
                 info!("node stopped");
                 Ok(())
             }
+        }
+    }
+
+    /// Starts the checks the state queued on the rayon pool; each outcome comes back to the
+    /// loop over `done`.
+    fn spawn_checks(&mut self, done: &mpsc::UnboundedSender<checking::CheckDone>) {
+        while let Some(job) = self.state.next_check() {
+            let params = self.state.shared_params();
+            let done = done.clone();
+            rayon::spawn(move || {
+                // The loop has stopped if nobody receives: the outcome no longer matters.
+                let _ = done.send(job.run(&params));
+            });
         }
     }
 
@@ -242,9 +266,27 @@ enum Wake {
     Net(NetEvent),
     Command(Command),
     Mined(u64, MiningOutcome),
+    /// A sync answer's check is done.
+    Checked(checking::CheckDone),
     Tick,
-    /// Mined blocks have waited long enough for their commit.
-    StoreMined,
+    /// Blocks have waited long enough for their commit.
+    Store,
+}
+
+impl Wake {
+    /// Whether this wake only adds blocks to the chain (found, downloaded or checked), so the
+    /// blocks waiting for a commit may wait on.
+    fn adds_blocks(&self) -> bool {
+        matches!(
+            self,
+            Wake::Mined(..)
+                | Wake::Checked(_)
+                | Wake::Net(NetEvent::SyncAnswered {
+                    response: crate::net::protocol::SyncResponse::Blocks(_),
+                    ..
+                })
+        )
+    }
 }
 
 /// Sleeps until `deadline` (never, without one).

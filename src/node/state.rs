@@ -104,6 +104,12 @@ pub(crate) struct NodeState {
     pub(super) metrics: super::metrics::Metrics,
     /// What each peer may still ask of us.
     pub(super) budgets: super::budget::RequestBudgets,
+    /// Changes the chain took that the store does not hold yet.
+    pub(super) unstored: super::unstored::UnstoredQueue,
+    /// Sync answers waiting for their check off the loop.
+    pub(super) checks: VecDeque<super::checking::CheckJob>,
+    /// The parameters, shared with the threads that run checks.
+    pub(super) shared_params: std::sync::Arc<NetworkParams>,
     outbox: VecDeque<NetCommand>,
     /// Why the node must stop, once something it cannot go on without failed (a store commit).
     halted: Option<StoreError>,
@@ -146,6 +152,7 @@ impl NodeState {
         let network = chain.genesis_hash().into();
         let sync = SyncManager::new(params.clone());
         let policy = RelayPolicy::for_node(&params, address, min_relay_fee);
+        let params_for_checks = params.clone();
         let state = NodeState {
             params,
             chain,
@@ -169,6 +176,9 @@ impl NodeState {
             history: Default::default(),
             metrics: Default::default(),
             budgets: Default::default(),
+            unstored: Default::default(),
+            checks: VecDeque::new(),
+            shared_params: std::sync::Arc::new(params_for_checks),
             outbox: VecDeque::new(),
             halted: None,
         };
@@ -358,8 +368,8 @@ impl NodeState {
             self.halt(StoreError::BodyUnreadable(reason));
             return Applied::Halted;
         }
-        // Mined blocks not stored yet come first: the store takes changes in order.
-        self.store_mined();
+        // Changes not stored yet come first: the store takes changes in order.
+        self.store_pending();
         if self.halted.is_some() {
             return Applied::Halted;
         }
@@ -454,9 +464,18 @@ pub(super) mod fixtures {
             }
         }
 
-        /// Feeds one network event.
+        /// Feeds one network event, and runs the checks it queued as the run loop would.
         pub(in crate::node) fn feed(&mut self, event: NetEvent) {
             self.state.on_net_event(event);
+            self.run_checks();
+        }
+
+        /// Runs every queued check and hands its outcome back, as the run loop would.
+        pub(in crate::node) fn run_checks(&mut self) {
+            while let Some(job) = self.state.next_check() {
+                let done = job.run(&self.state.shared_params());
+                self.state.on_checked(done);
+            }
         }
 
         /// Takes the commands the node has queued so far.

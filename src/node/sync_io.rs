@@ -17,10 +17,11 @@ use tracing::{debug, info, warn};
 
 use super::event::Event;
 use super::peers::Offence;
-use super::state::{now_ms, Applied, NodeState, Source};
+use super::state::{now_ms, NodeState};
 use super::sync::{ChainView, Connected, Local, PeerTip, Refused, RefusedKind, SyncAction, Ticket};
+use super::unstored::Origin;
 use crate::ledger::chain::Anchor;
-use crate::ledger::{Block, BlockError, BlockHash, Chain, Transaction};
+use crate::ledger::{BlockError, BlockHash, Chain, CheckedBlock, StoreError, Transaction};
 use crate::net::protocol::{
     Status, SyncRequest, SyncResponse, MAX_BLOCKS_PER_REQUEST, MAX_HEADERS_PER_RESPONSE,
     MAX_LOCATOR_LEN, MAX_TXS_PER_RESPONSE, RESPONSE_BLOCK_BYTES, RESPONSE_TX_BYTES,
@@ -235,14 +236,15 @@ impl NodeState {
         debug!(%peer, offered, learned, "peer's pending transactions received");
     }
 
-    /// Offers a batch the sync assembled to the chain at once, and commits it once.
-    fn connect_batch(&mut self, blocks: Vec<Block>) -> Connected {
+    /// Offers a checked batch the sync assembled to the chain at once; the store takes it with
+    /// the batches after it, in one commit (see `unstored`).
+    fn connect_batch(&mut self, blocks: Vec<CheckedBlock>) -> Connected {
         let Some(first) = blocks.first() else {
             return Connected::default();
         };
         // The branch being downloaded must survive pruning until it is complete.
         self.chain.protect(Some(first.header.prev_hash));
-        let batch = self.chain.accept_blocks(blocks, now_ms());
+        let batch = self.chain.accept_checked(blocks, now_ms());
         let refused = batch.refused.map(|(hash, error)| {
             let kind = match error {
                 BlockError::TimestampTooFarAhead { .. } => RefusedKind::Early,
@@ -258,9 +260,23 @@ impl NodeState {
             Refused { hash, kind }
         });
         let invalid = batch.accepted.invalid.iter().map(|(h, _)| *h).collect();
-        if self.apply_accepted(batch.accepted, Source::Sync) == Applied::Halted {
+        if let Some(reason) = self.chain.take_read_failure() {
+            // The chain could not read a body it needed and stayed where it was.
+            self.halt(StoreError::BodyUnreadable(reason));
             return Connected::default();
         }
+        if let Some(change) = &batch.accepted.tip_change {
+            self.mempool.on_tip_change(change, self.chain.state());
+        }
+        // A batch that leaves blocks behind (a reorg) is stored at once, as is one with an
+        // invalid block: only runs that extend the tip wait for the next ones.
+        let extends = batch.accepted.invalid.is_empty()
+            && batch
+                .accepted
+                .tip_change
+                .as_ref()
+                .is_none_or(|change| change.depth() == 0);
+        self.hold_unstored(batch.accepted, Origin::Synced, !extends);
         Connected { refused, invalid }
     }
 
@@ -302,6 +318,11 @@ impl NodeState {
                     let request = SyncRequest::GetBlocks { hashes };
                     self.send_request(peer, request, Pending::Blocks(ticket));
                 }
+                SyncAction::Check {
+                    peer,
+                    ticket,
+                    blocks,
+                } => self.queue_check(peer, ticket, blocks),
                 SyncAction::Connect { blocks } => {
                     if self.halted().is_some() {
                         return;
@@ -316,6 +337,8 @@ impl NodeState {
                     target,
                     blocks_per_s,
                 } => {
+                    // What a report counts is stored first.
+                    self.store_pending();
                     info!(%peer, height, target, blocks_per_s, "sync progress");
                     self.emit(Event::SyncProgress {
                         peer_id: peer.to_string(),
@@ -325,6 +348,7 @@ impl NodeState {
                     });
                 }
                 SyncAction::Finished { peer, from_height } => {
+                    self.store_pending();
                     self.chain.protect(None);
                     let to_height = self.chain.height();
                     info!(%peer, from_height, to_height, "sync finished");

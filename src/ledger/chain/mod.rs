@@ -24,8 +24,9 @@
 //!   tip are pruned, then the lightest while there are more than [`MAX_SIDE_BLOCKS`] side
 //!   blocks or more than [`MAX_SIDE_BYTES`] of them; main-chain blocks never are, nor the branch a sync downloads ([`Chain::protect`]),
 //!   and a pruned block is forgotten, not held invalid;
-//! - a run of blocks from a sync ([`Chain::accept_blocks`]) is checked cheap rules first, its
-//!   signatures in parallel batches, and activated and pruned once: one tip change per run.
+//! - a run of blocks from a sync is checked cheap rules first, its signatures in parallel
+//!   batches ([`validate_batch`], off the event loop in a node), and offered
+//!   ([`Chain::accept_checked`]) and activated and pruned once: one tip change per run.
 //!
 //! Beside this file, each a leaf that imports nothing from here: `context` (the header rules
 //! that need the parent), `headers` (a peer's chain learned as headers), `orphans` (the pool of blocks
@@ -48,7 +49,7 @@ mod fixtures;
 #[cfg(test)]
 mod proptests;
 
-use std::collections::{HashMap, HashSet};
+use super::digest_map::{DigestMap, DigestSet};
 use std::sync::Arc;
 
 use super::block::{
@@ -201,11 +202,11 @@ pub struct Chain {
     genesis_work: u128,
     block_work: u128,
     /// Side-branch blocks: known ancestry back to the main chain, not on it.
-    side: HashMap<BlockHash, Entry>,
+    side: DigestMap<BlockHash, Entry>,
     /// Side-branch children of any block in the tree (main chain or side branch).
-    children: HashMap<BlockHash, Vec<BlockHash>>,
+    children: DigestMap<BlockHash, Vec<BlockHash>>,
     /// Side blocks without children: with the tip, the fork-choice candidates.
-    leaves: HashSet<BlockHash>,
+    leaves: DigestSet<BlockHash>,
     /// The main chain by height; height 0 is genesis.
     main: MainIndex,
     /// Bodies of main-chain blocks in memory.
@@ -242,9 +243,9 @@ impl Chain {
             block_work: work_for(params.difficulty),
             params,
             genesis: hash,
-            side: HashMap::new(),
-            children: HashMap::new(),
-            leaves: HashSet::new(),
+            side: DigestMap::default(),
+            children: DigestMap::default(),
+            leaves: DigestSet::default(),
             main: MainIndex::from_hashes(vec![hash]),
             bodies,
             tip_block: genesis,
@@ -1055,21 +1056,46 @@ impl Chain {
     }
 
     /// Offers a run of blocks, each the parent of the next (the first one's parent in the
-    /// tree), as a sync downloads them: the cheap rules of every block first, then the
-    /// signatures of the whole run in batches over all cores, then the header rules against
-    /// each parent; the blocks that pass enter the tree, the best chain is activated once and
-    /// the side branches pruned once. The first block that fails stops the run.
+    /// tree): their context-free rules are checked first ([`validate_batch`]: cheap rules of
+    /// every block, then the signatures in batches over all cores), then the valid prefix is
+    /// offered as [`Chain::accept_checked`] would, after the store took every earlier change.
+    /// The first block that fails stops the run.
     pub fn accept_blocks(&mut self, blocks: Vec<Block>, now_ms: u64) -> BatchAccepted {
         self.bodies.unpin_all();
-        let last = blocks.last().map_or(self.tip(), Block::block_hash);
+        let last = blocks.last().map(Block::block_hash);
+        let (checked, failed) = validate_batch(blocks, &self.params);
+        let mut batch = self.accept_checked(checked, now_ms);
+        if batch.refused.is_none() {
+            batch.refused = failed.map(|(_, hash, e)| (hash, e));
+        }
+        if let Some(last) = last {
+            batch.accepted.hash = last;
+            batch.accepted.placement = if self.is_on_main_chain(&last) {
+                Placement::MainChain
+            } else {
+                Placement::SideBranch
+            };
+        }
+        batch
+    }
+
+    /// Offers a run of blocks whose context-free rules were checked already (a sync checks
+    /// each answer off the event loop while it connects the one before), each the parent of
+    /// the next (the first one's parent in the tree): blocks held already are skipped, then
+    /// the header rules against each parent are checked; the blocks that pass enter the tree,
+    /// the best chain is activated once and the side branches pruned once. The first block
+    /// that fails stops the run. Like [`Chain::accept_unstored`], the bodies that earlier
+    /// changes put on the main chain stay in memory until [`Chain::bodies_stored`].
+    pub fn accept_checked(&mut self, blocks: Vec<CheckedBlock>, now_ms: u64) -> BatchAccepted {
+        let last = blocks.last().map_or(self.tip(), |b| b.block_hash());
         let mut refused = None;
         let mut stored = 0;
-        // Blocks we hold already need no check; a known-invalid one stops the run.
+        // Blocks we hold already are skipped; a known-invalid one stops the run.
         let mut fresh = Vec::with_capacity(blocks.len());
         for block in blocks {
             let hash = block.block_hash();
             if !fresh.is_empty() {
-                fresh.push(block);
+                fresh.push((block, hash));
             } else if self.in_tree(&hash) {
                 stored += 1;
             } else if self.invalid.contains(&hash) || self.invalid.contains(&block.header.prev_hash)
@@ -1077,35 +1103,26 @@ impl Chain {
                 refused = Some((hash, BlockError::KnownInvalid));
                 break;
             } else {
-                fresh.push(block);
+                fresh.push((block, hash));
             }
         }
-        let hashes: Vec<BlockHash> = fresh.iter().map(Block::block_hash).collect();
-        let (checked, failed) = validate_batch(fresh, &self.params);
         let mut invalid = Vec::new();
         let mut added = Vec::new();
-        for (block, hash) in checked.into_iter().zip(&hashes) {
+        for (block, hash) in fresh {
             if block.header.height == 0 {
-                refused = Some((*hash, BlockError::WrongGenesis));
+                refused = Some((hash, BlockError::WrongGenesis));
                 break;
             }
             if let Err(e) = self.check_context(&block.header, now_ms) {
                 if is_committed_by_header(&e) {
-                    self.invalid.remember(*hash);
+                    self.invalid.remember(hash);
                 }
-                refused = Some((*hash, e));
+                refused = Some((hash, e));
                 break;
             }
-            self.insert(*hash, block);
-            added.push(*hash);
+            self.insert(hash, block);
+            added.push(hash);
             stored += 1;
-        }
-        if refused.is_none() {
-            if let Some((i, e)) = failed {
-                if let Some(hash) = hashes.get(i) {
-                    refused = Some((*hash, e));
-                }
-            }
         }
         for hash in added.clone() {
             self.adopt_orphans(hash, now_ms, &mut added, &mut invalid);

@@ -4,20 +4,24 @@
 //! Rules kept: a run ("chunk") is at most [`CHUNK`] hashes; chunks are only created inside
 //! [`WINDOW`] hashes above the lowest missing body; an answer must be a prefix of its chunk's
 //! hashes, block by block (else the sender broke the body rule); what an answer left out goes
-//! back to the gaps, to be asked again of any peer that has it.
+//! back to the gaps, to be asked again of any peer that has it; an answer is checked (its
+//! context-free rules, off the event loop) before it is ready; while it is checked it does
+//! not expire, and its peer's slot is free again at once, so the next request is on its way
+//! while the loop checks and connects (the window bounds what waits).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use libp2p::PeerId;
 
-use crate::ledger::{Block, BlockHash};
+use crate::ledger::{Block, BlockHash, CheckedBlock};
 
 /// Most hashes in one `GetBlocks` this node sends (the wire cap).
 pub const CHUNK: usize = crate::net::protocol::MAX_BLOCKS_PER_REQUEST as usize;
 
-/// How far above the lowest missing body requests may reach.
-pub const WINDOW: usize = 1_024;
+/// How far above the lowest missing body requests may reach: room for the chunks in flight and
+/// as many again being checked or waiting to connect.
+pub const WINDOW: usize = 2_048;
 
 /// An id the state machine gives each request, so an answer finds its chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,15 +37,33 @@ pub(super) enum Chunk {
         hashes: Vec<BlockHash>,
         deadline: Instant,
     },
-    /// Received from `peer`, waiting for the runs below it.
-    Ready { peer: PeerId, blocks: Vec<Block> },
+    /// Received from `peer` under `ticket`: `count` blocks being checked.
+    Checking {
+        peer: PeerId,
+        ticket: Ticket,
+        count: usize,
+    },
+    /// Received from `peer` and checked, waiting for the runs below it.
+    Ready {
+        peer: PeerId,
+        blocks: Vec<CheckedBlock>,
+    },
 }
 
 impl Chunk {
     fn len(&self) -> usize {
         match self {
             Chunk::InFlight { hashes, .. } => hashes.len(),
+            Chunk::Checking { count, .. } => *count,
             Chunk::Ready { blocks, .. } => blocks.len(),
+        }
+    }
+
+    fn peer(&self) -> &PeerId {
+        match self {
+            Chunk::InFlight { peer, .. }
+            | Chunk::Checking { peer, .. }
+            | Chunk::Ready { peer, .. } => peer,
         }
     }
 }
@@ -51,7 +73,7 @@ impl Chunk {
 pub(super) enum Answer {
     /// Not a request of this download (an older one, or already given up).
     Unknown,
-    /// Some blocks matched; the rest (if any) goes back to the gaps.
+    /// Some blocks matched and are to be checked; the rest (if any) goes back to the gaps.
     Taken { count: usize },
     /// Nothing at all: the peer has none of what it announced.
     Empty,
@@ -72,7 +94,7 @@ impl Download {
         self.chunks.clear();
     }
 
-    /// Requests in flight to `peer`.
+    /// Requests in flight to `peer` (answers being checked no longer count).
     pub(super) fn flights(&self, peer: &PeerId) -> usize {
         self.chunks
             .values()
@@ -141,8 +163,8 @@ impl Download {
         );
     }
 
-    /// Takes an answer: the prefix that matches the chunk's hashes becomes ready.
-    pub(super) fn answered(&mut self, ticket: Ticket, blocks: Vec<Block>) -> Answer {
+    /// Takes an answer: the prefix that matches the chunk's hashes is to be checked.
+    pub(super) fn answered(&mut self, ticket: Ticket, blocks: &[Block]) -> Answer {
         let Some(start) = self.chunks.iter().find_map(|(s, c)| match c {
             Chunk::InFlight { ticket: t, .. } if *t == ticket => Some(*s),
             _ => None,
@@ -164,8 +186,32 @@ impl Download {
             return Answer::Mismatch;
         }
         let count = blocks.len();
-        self.chunks.insert(start, Chunk::Ready { peer, blocks });
+        self.chunks.insert(
+            start,
+            Chunk::Checking {
+                peer,
+                ticket,
+                count,
+            },
+        );
         Answer::Taken { count }
+    }
+
+    /// An answer's check came back with `blocks`, the prefix that passed: they are ready, and
+    /// what failed goes back to the gaps. Returns the answer's sender, or `None` if the chunk
+    /// was given up meanwhile (its peer left, or the target changed).
+    pub(super) fn checked(&mut self, ticket: Ticket, blocks: Vec<CheckedBlock>) -> Option<PeerId> {
+        let start = self.chunks.iter().find_map(|(s, c)| match c {
+            Chunk::Checking { ticket: t, .. } if *t == ticket => Some(*s),
+            _ => None,
+        })?;
+        let Some(Chunk::Checking { peer, .. }) = self.chunks.remove(&start) else {
+            return None;
+        };
+        if !blocks.is_empty() {
+            self.chunks.insert(start, Chunk::Ready { peer, blocks });
+        }
+        Some(peer)
     }
 
     /// Gives up a request (failed, or its peer left): its run goes back to the gaps. Returns
@@ -183,9 +229,7 @@ impl Download {
 
     /// Gives up every request to `peer`, and drops what it sent that is not connected yet.
     pub(super) fn forget_peer(&mut self, peer: &PeerId) {
-        self.chunks.retain(|_, c| match c {
-            Chunk::InFlight { peer: p, .. } | Chunk::Ready { peer: p, .. } => p != peer,
-        });
+        self.chunks.retain(|_, c| c.peer() != peer);
     }
 
     /// The requests past their deadline: their runs go back to the gaps; returns their peers.
@@ -208,7 +252,7 @@ impl Download {
 
     /// Takes the ready chunks that run on from `from` without a gap: the blocks, and the
     /// sender of each.
-    pub(super) fn take_ready(&mut self, from: usize) -> Vec<(Block, PeerId)> {
+    pub(super) fn take_ready(&mut self, from: usize) -> Vec<(CheckedBlock, PeerId)> {
         let mut out = Vec::new();
         let mut pos = from;
         while let Some(Chunk::Ready { .. }) = self.chunks.get(&pos) {
@@ -247,6 +291,14 @@ mod tests {
         blocks.iter().map(Block::block_hash).collect()
     }
 
+    fn checked(blocks: &[Block]) -> Vec<CheckedBlock> {
+        let params = NetworkParams::for_tests("download", 0);
+        blocks
+            .iter()
+            .map(|b| b.clone().validate(&params).expect("valid"))
+            .collect()
+    }
+
     #[test]
     fn gaps_cover_the_window_in_runs_of_a_chunk_around_what_is_asked() {
         let mut d = Download::default();
@@ -273,14 +325,27 @@ mod tests {
         let peer = PeerId::random();
         d.asked(0, peer, Ticket(7), hashes(&chain), Instant::now());
         assert_eq!(
-            d.answered(Ticket(7), chain[..2].to_vec()),
+            d.answered(Ticket(7), &chain[..2]),
             Answer::Taken { count: 2 }
         );
         assert_eq!(d.gaps(0, 4), vec![(2, 2)]);
+        assert!(d.take_ready(0).is_empty(), "not ready before its check");
+        assert_eq!(
+            d.flights(&peer),
+            0,
+            "an answer being checked frees its slot"
+        );
+        assert_eq!(
+            d.expire(Instant::now()),
+            Vec::<PeerId>::new(),
+            "and does not expire"
+        );
+        assert_eq!(d.checked(Ticket(7), checked(&chain[..2])), Some(peer));
         let ready = d.take_ready(0);
         assert_eq!(ready.len(), 2);
         assert_eq!(ready[1].1, peer);
-        assert_eq!(d.answered(Ticket(7), chain.clone()), Answer::Unknown);
+        assert_eq!(d.answered(Ticket(7), &chain), Answer::Unknown);
+        assert_eq!(d.checked(Ticket(7), checked(&chain)), None);
     }
 
     #[test]
@@ -295,7 +360,7 @@ mod tests {
             Instant::now(),
         );
         let swapped = vec![chain[1].clone(), chain[0].clone()];
-        assert_eq!(d.answered(Ticket(1), swapped), Answer::Mismatch);
+        assert_eq!(d.answered(Ticket(1), &swapped), Answer::Mismatch);
         assert!(d.take_ready(0).is_empty());
         assert_eq!(d.gaps(0, 3), vec![(0, 3)]);
     }
@@ -307,12 +372,26 @@ mod tests {
         let (a, b) = (PeerId::random(), PeerId::random());
         d.asked(0, a, Ticket(1), hashes(&chain[..2]), Instant::now());
         d.asked(2, b, Ticket(2), hashes(&chain[2..]), Instant::now());
-        d.answered(Ticket(2), chain[2..].to_vec());
+        d.answered(Ticket(2), &chain[2..]);
+        d.checked(Ticket(2), checked(&chain[2..]));
         assert!(d.take_ready(0).is_empty(), "the run above waits");
-        d.answered(Ticket(1), chain[..2].to_vec());
+        d.answered(Ticket(1), &chain[..2]);
+        d.checked(Ticket(1), checked(&chain[..2]));
         let ready = d.take_ready(0);
         assert_eq!(ready.len(), 4);
         assert_eq!(ready[3].1, b);
+    }
+
+    #[test]
+    fn a_check_that_failed_part_way_readies_the_prefix_and_returns_the_rest_to_the_gaps() {
+        let chain = blocks(4);
+        let mut d = Download::default();
+        let peer = PeerId::random();
+        d.asked(0, peer, Ticket(3), hashes(&chain), Instant::now());
+        assert_eq!(d.answered(Ticket(3), &chain), Answer::Taken { count: 4 });
+        assert_eq!(d.checked(Ticket(3), checked(&chain[..1])), Some(peer));
+        assert_eq!(d.gaps(0, 4), vec![(1, 3)]);
+        assert_eq!(d.take_ready(0).len(), 1);
     }
 
     #[test]

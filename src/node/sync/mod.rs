@@ -11,9 +11,14 @@
 //!   bodies are fetched from the lowest missing one up, in chunks of at most [`CHUNK`] hashes
 //!   inside a window of [`WINDOW`], up to [`MAX_FLIGHTS_PER_PEER`] chunks per peer, from every
 //!   peer whose header chain holds the chunk;
-//! - the contiguous run of bodies from the lowest missing one is handed to the node as one
-//!   batch ([`SyncAction::Connect`]); a body that is not the one asked for, or that the chain
-//!   refuses, costs its sender `InvalidBlock` and is asked of another peer;
+//! - each answer is checked as it arrives (its blocks' context-free rules, signatures included:
+//!   [`SyncAction::Check`], carried out off the event loop, reported back through
+//!   [`SyncManager::checked`]); meanwhile its chunk does not expire, and its peer's slot is
+//!   free for the next request;
+//! - the contiguous run of checked bodies from the lowest missing one is handed to the node as
+//!   one batch ([`SyncAction::Connect`]); a body that is not the one asked for, that fails its
+//!   check, or that the chain refuses, costs its sender `InvalidBlock` and is asked of another
+//!   peer;
 //! - no stalls: a request unanswered after [`REQUEST_TIMEOUT`] goes back to the gaps and costs
 //!   its peer `Unresponsive` and a cool-down; an empty answer for what a peer announced loses it
 //!   the slot (cool-down, its header chain dropped); a peer that disconnects is never charged;
@@ -31,7 +36,7 @@ pub use download::{Ticket, CHUNK, WINDOW};
 
 use super::peers::Offence;
 use crate::ledger::chain::{Anchor, HeaderChain, HeaderError};
-use crate::ledger::{Block, BlockHash, BlockHeader, NetworkParams};
+use crate::ledger::{Block, BlockHash, BlockHeader, CheckedBlock, NetworkParams};
 pub use crate::net::protocol::MAX_HEADERS_PER_RESPONSE;
 
 /// How long a headers or blocks request may take before its peer counts as unresponsive.
@@ -124,10 +129,20 @@ pub enum SyncAction {
         /// Hashes, lowest first.
         hashes: Vec<BlockHash>,
     },
+    /// Check the context-free rules of an answer's blocks (off the event loop), then report
+    /// [`SyncManager::checked`] with the same `peer` and `ticket`.
+    Check {
+        /// The sender.
+        peer: PeerId,
+        /// The request's ticket.
+        ticket: Ticket,
+        /// The blocks, each the parent of the next.
+        blocks: Vec<Block>,
+    },
     /// Offer these blocks to the chain as one batch, then report [`SyncManager::connected`].
     Connect {
         /// Each the parent of the next.
-        blocks: Vec<Block>,
+        blocks: Vec<CheckedBlock>,
     },
     /// How far the download is.
     Progress {
@@ -209,7 +224,7 @@ pub struct SyncManager {
     download: Download,
     session: Option<Session>,
     /// Who sent each body of the current download, until the download ends.
-    senders: HashMap<BlockHash, PeerId>,
+    senders: crate::ledger::digest_map::DigestMap<BlockHash, PeerId>,
     next_ticket: u64,
 }
 
@@ -231,7 +246,7 @@ impl SyncManager {
             peers: HashMap::new(),
             download: Download::default(),
             session: None,
-            senders: HashMap::new(),
+            senders: Default::default(),
             next_ticket: 0,
         }
     }
@@ -408,8 +423,17 @@ impl SyncManager {
         now: Instant,
     ) -> Vec<SyncAction> {
         let mut actions = Vec::new();
-        match self.download.answered(ticket, blocks) {
-            Answer::Unknown | Answer::Taken { .. } => {}
+        match self.download.answered(ticket, &blocks) {
+            Answer::Unknown => {}
+            Answer::Taken { count } => {
+                let mut blocks = blocks;
+                blocks.truncate(count);
+                actions.push(SyncAction::Check {
+                    peer,
+                    ticket,
+                    blocks,
+                });
+            }
             Answer::Empty => {
                 tracing::debug!(%peer, "empty answer for announced blocks");
                 actions.extend(self.drop_peer_chain(peer, None, now));
@@ -420,6 +444,41 @@ impl SyncManager {
         }
         actions.extend(self.pump(chain, now));
         actions
+    }
+
+    /// An answer's check ([`SyncAction::Check`]) is done: `checked` is the prefix of its blocks
+    /// that passed, and `failed` whether one after it broke a rule (then its sender loses the
+    /// slot and is charged `InvalidBlock`, and the rest is asked of another peer).
+    pub fn checked(
+        &mut self,
+        peer: PeerId,
+        ticket: Ticket,
+        checked: Vec<CheckedBlock>,
+        failed: bool,
+        chain: &impl ChainView,
+        now: Instant,
+    ) -> Vec<SyncAction> {
+        let mut actions = Vec::new();
+        if self.download.checked(ticket, checked).is_some() && failed {
+            actions.extend(self.blame_body(peer, now));
+        }
+        actions.extend(self.pump(chain, now));
+        actions
+    }
+
+    /// A body `sender` sent broke a rule: only its copy was bad, so it loses the slot (and
+    /// what it sent that is not connected yet) and is charged; others may serve the run.
+    fn blame_body(&mut self, sender: PeerId, now: Instant) -> Vec<SyncAction> {
+        self.download.forget_peer(&sender);
+        if let Some(p) = self.peers.get_mut(&sender) {
+            p.cool_until = Some(now + COOL_DOWN);
+            p.headers = None;
+            p.generation += 1;
+        }
+        vec![SyncAction::Penalise {
+            peer: sender,
+            offence: Offence::InvalidBlock,
+        }]
     }
 
     /// A request failed: `garbage` if the answer did not decode (the peer's offence), else no
@@ -474,17 +533,7 @@ impl SyncManager {
                 RefusedKind::Body => {
                     if let Some(s) = sender {
                         blamed.push(s);
-                        // Only this sender's copy was bad: it loses the slot, others may serve.
-                        actions.push(SyncAction::Penalise {
-                            peer: s,
-                            offence: Offence::InvalidBlock,
-                        });
-                        self.download.forget_peer(&s);
-                        if let Some(p) = self.peers.get_mut(&s) {
-                            p.cool_until = Some(now + COOL_DOWN);
-                            p.headers = None;
-                            p.generation += 1;
-                        }
+                        actions.extend(self.blame_body(s, now));
                     }
                 }
                 RefusedKind::Chain => {
@@ -689,16 +738,22 @@ impl SyncManager {
         let Some(owner) = self.session.as_ref().map(|s| s.owner) else {
             return actions;
         };
-        let Some(hashes) = self
+        // The lowest missing body (the tree holds every ancestor of what it holds), and the
+        // window's hashes above it: only the window is copied, so a pump costs the same on a
+        // long target as on a short one.
+        let Some((from, window, end)) = self
             .peers
             .get(&owner)
             .and_then(|p| p.headers.as_ref())
-            .map(|h| h.hashes().to_vec())
+            .map(|h| {
+                let hashes = h.hashes();
+                let from = hashes.partition_point(|h| chain.has_block(h));
+                let stop = hashes.len().min(from.saturating_add(WINDOW));
+                (from, hashes[from..stop].to_vec(), hashes.len())
+            })
         else {
             return actions;
         };
-        // The lowest missing body: the tree holds every ancestor of what it holds.
-        let from = hashes.partition_point(|h| chain.has_block(h));
         self.download.advance(from);
 
         // Ready bodies from the lowest missing one: one batch.
@@ -715,8 +770,11 @@ impl SyncManager {
         }
 
         // Body requests for the gaps, each to a peer that has the run and a free slot.
-        for (start, len) in self.download.gaps(from, hashes.len()) {
-            let run = hashes[start..start + len].to_vec();
+        for (start, len) in self.download.gaps(from, end) {
+            let Some(run) = window.get(start - from..start - from + len) else {
+                continue;
+            };
+            let run = run.to_vec();
             let Some(last) = run.last() else {
                 continue;
             };

@@ -2,6 +2,7 @@
 //! are ids, and their answers are built from mined blocks.
 
 use super::*;
+use crate::ledger::block::validate_batch;
 use crate::ledger::{Address, Block, Chain, NetworkParams};
 use crate::node::state::fixtures::mined_child;
 
@@ -70,8 +71,18 @@ fn run(sync: &mut SyncManager, chain: &mut Chain, actions: Vec<SyncAction>) -> V
     while !queue.is_empty() {
         let mut next = Vec::new();
         for action in queue {
+            if let SyncAction::Check {
+                peer,
+                ticket,
+                blocks,
+            } = &action
+            {
+                let (checked, failed) = validate_batch(blocks.clone(), chain.params());
+                let failed = failed.is_some();
+                next.extend(sync.checked(*peer, *ticket, checked, failed, chain, Instant::now()));
+            }
             if let SyncAction::Connect { blocks } = &action {
-                let batch = chain.accept_blocks(blocks.clone(), NOW_MS);
+                let batch = chain.accept_checked(blocks.clone(), NOW_MS);
                 let outcome = Connected {
                     refused: batch.refused.map(|(hash, _)| Refused {
                         hash,

@@ -1,16 +1,21 @@
 //! The durable store: one redb database, `chain.redb`, in the node's data directory.
 //!
 //! Tables (see proto-notes/storage.md):
-//! - `blocks`: block hash (32 bytes) -> the block's canonical encoding, for every block that
-//!   has been on the main chain (side-branch blocks are written when they join it, so a peer
-//!   cannot grow the disk with cheap side blocks that are pruned from memory anyway);
+//! - `bodies`: height (u64 big endian) and block hash (40 bytes) -> the block's canonical
+//!   encoding, for every block that has been on the main chain (side-branch blocks are written
+//!   when they join it, so a peer cannot grow the disk with cheap side blocks that are pruned
+//!   from memory anyway); keyed by height first so that each new block's row goes at the end
+//!   of the table, not at a random place in it;
 //! - `main_chain`: height (u64) -> block hash, heights 0..=tip without a gap;
 //! - `meta`: `format` (u32 little endian), `genesis` (32 bytes), `network` (UTF-8 name),
 //!   `tip` (32 bytes);
 //! - `node_key`: `ed25519` -> the node's 32-byte secret key;
 //! - `accounts`: address (20 bytes) -> balance and nonce at the tip;
-//! - `undo`: main-chain block hash -> the accounts its transactions touched, as they were
-//!   before it.
+//! - `undo_rows`: height and hash of a main-chain block (keyed as `bodies`) -> the accounts
+//!   its transactions touched, as they were before it.
+//!
+//! Format 2 kept bodies and undo data by hash alone (`blocks`, `undo`); opening such a file
+//! re-keys both in one transaction (see [`FORMAT_BY_HASH`]).
 //!
 //! Rules kept: every change the chain reports is written by [`Store::commit`] in one redb
 //! write transaction, which is atomic and durable when it returns, so a process killed at any
@@ -37,7 +42,11 @@ use super::params::NetworkParams;
 use super::state::{touched_addresses, Account, State};
 
 /// Version of the layout described above; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The layout that kept bodies and undo data by hash alone: random keys, so each commit
+/// rewrote pages all over both tables. Opening it re-keys them by height in one transaction.
+pub const FORMAT_BY_HASH: u32 = 2;
 
 /// The layout before account state and undo data were stored: [`Store::reindex`] upgrades it.
 pub const FORMAT_WITHOUT_STATE: u32 = 1;
@@ -45,15 +54,20 @@ pub const FORMAT_WITHOUT_STATE: u32 = 1;
 /// Name of the database file inside the data directory.
 pub const DB_FILE: &str = "chain.redb";
 
-const BLOCKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blocks");
+/// Height (big endian) and hash -> a main-chain block's encoding.
+const BODIES: TableDefinition<[u8; 40], &[u8]> = TableDefinition::new("bodies");
+/// Format 2's bodies by hash, read only to upgrade.
+const BLOCKS_BY_HASH: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blocks");
+/// Format 2's undo data by hash, read only to upgrade.
+const UNDO_BY_HASH: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("undo");
 const MAIN_CHAIN: TableDefinition<u64, [u8; 32]> = TableDefinition::new("main_chain");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const NODE_KEY: TableDefinition<&str, [u8; 32]> = TableDefinition::new("node_key");
 /// Address -> balance and nonce, u64 little endian each: the state at the stored tip.
 const ACCOUNTS: TableDefinition<[u8; 20], [u8; 16]> = TableDefinition::new("accounts");
-/// Main-chain block hash -> its undo data: [`UNDO_RECORD`]-byte records, one per touched
-/// address, holding the address and its account before the block.
-const UNDO: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("undo");
+/// Height and hash of a main-chain block -> its undo data: [`UNDO_RECORD`]-byte records, one
+/// per touched address, holding the address and its account before the block.
+const UNDO: TableDefinition<[u8; 40], &[u8]> = TableDefinition::new("undo_rows");
 /// Bytes of one undo record: address (20), balance (8), nonce (8).
 const UNDO_RECORD: usize = 36;
 
@@ -210,9 +224,27 @@ pub struct Store {
 }
 
 impl BlockSource for Store {
-    fn stored_block(&self, hash: &BlockHash) -> Result<Option<Block>, String> {
-        self.block(hash).map_err(|e| e.to_string())
+    fn stored_block(&self, height: u64, hash: &BlockHash) -> Result<Option<Block>, String> {
+        self.block(height, hash).map_err(|e| e.to_string())
     }
+}
+
+/// The key of a block's rows in `bodies` and `undo_rows`: its height, big endian (so rows sort
+/// by height), then its hash.
+fn row_key(height: u64, hash: &BlockHash) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..8].copy_from_slice(&height.to_be_bytes());
+    key[8..].copy_from_slice(&hash.0);
+    key
+}
+
+/// The height and hash a row key names.
+fn from_row_key(key: &[u8; 40]) -> (u64, BlockHash) {
+    let mut height = [0u8; 8];
+    height.copy_from_slice(&key[..8]);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(&key[8..]);
+    (u64::from_be_bytes(height), BlockHash(hash))
 }
 
 /// A network as named in errors: its name and the start of its genesis hash.
@@ -562,7 +594,7 @@ impl Store {
                     .map_err(|e| self.db_err(e))?
                     .and_then(|v| format_from(v.value()))
                     .ok_or_else(|| self.corrupt("format version missing"))?;
-                if format != FORMAT_VERSION && format != FORMAT_WITHOUT_STATE {
+                if ![FORMAT_VERSION, FORMAT_BY_HASH, FORMAT_WITHOUT_STATE].contains(&format) {
                     return Err(StoreError::UnsupportedFormat {
                         expected: FORMAT_VERSION,
                         found: format,
@@ -581,10 +613,27 @@ impl Store {
                         found: describe_network(&name, &stored_genesis),
                     });
                 }
-                // Nothing to write: dropping the transaction aborts it.
+                if format == FORMAT_VERSION {
+                    // Nothing to write: dropping the transaction aborts it.
+                    return Ok(format);
+                }
+                // Bodies (and, from format 2, undo data) by hash: re-keyed by height, and a
+                // format-2 file is then the current format. A format-1 file still needs
+                // `reindex` for its state.
+                drop(meta);
+                self.rekey_by_height(&txn)?;
+                let format = if format == FORMAT_BY_HASH {
+                    let mut meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
+                    meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())
+                        .map_err(|e| self.db_err(e))?;
+                    FORMAT_VERSION
+                } else {
+                    format
+                };
+                txn.commit().map_err(|e| self.db_err(e))?;
                 return Ok(format);
             }
-            let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
+            let mut blocks = txn.open_table(BODIES).map_err(|e| self.db_err(e))?;
             let mut main = txn.open_table(MAIN_CHAIN).map_err(|e| self.db_err(e))?;
             if !blocks.is_empty().map_err(|e| self.db_err(e))?
                 || !main.is_empty().map_err(|e| self.db_err(e))?
@@ -600,7 +649,7 @@ impl Store {
                 .and_then(|()| put(&mut meta, META_TIP, genesis_hash.as_bytes()))
                 .map_err(|e| self.db_err(e))?;
             blocks
-                .insert(genesis_hash.0, encode(&genesis).as_slice())
+                .insert(row_key(0, &genesis_hash), encode(&genesis).as_slice())
                 .map_err(|e| self.db_err(e))?;
             main.insert(0, genesis_hash.0).map_err(|e| self.db_err(e))?;
             txn.open_table(NODE_KEY).map_err(|e| self.db_err(e))?;
@@ -609,6 +658,52 @@ impl Store {
         }
         txn.commit().map_err(|e| self.db_err(e))?;
         Ok(FORMAT_VERSION)
+    }
+
+    /// Moves the rows of the by-hash tables of formats 1 and 2 (`blocks`, `undo`) into
+    /// `bodies` and `undo_rows`, keyed by height and hash, in `txn`, and drops the old tables.
+    /// A body's height is its main-chain height, else its header's (a block a reorg left).
+    fn rekey_by_height(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let heights: crate::ledger::digest_map::DigestMap<BlockHash, u64> = {
+            let main = txn.open_table(MAIN_CHAIN).map_err(|e| self.db_err(e))?;
+            let mut heights = crate::ledger::digest_map::DigestMap::default();
+            for row in main.iter().map_err(|e| self.db_err(e))? {
+                let (height, hash) = row.map_err(|e| self.db_err(e))?;
+                heights.insert(BlockHash(hash.value()), height.value());
+            }
+            heights
+        };
+        {
+            let old = txn.open_table(BLOCKS_BY_HASH).map_err(|e| self.db_err(e))?;
+            let mut new = txn.open_table(BODIES).map_err(|e| self.db_err(e))?;
+            for row in old.iter().map_err(|e| self.db_err(e))? {
+                let (hash, bytes) = row.map_err(|e| self.db_err(e))?;
+                let hash = BlockHash(hash.value());
+                let height = match heights.get(&hash) {
+                    Some(height) => *height,
+                    None => self.decode_block(&hash, bytes.value())?.height(),
+                };
+                new.insert(row_key(height, &hash), bytes.value())
+                    .map_err(|e| self.db_err(e))?;
+            }
+        }
+        {
+            let old = txn.open_table(UNDO_BY_HASH).map_err(|e| self.db_err(e))?;
+            let mut new = txn.open_table(UNDO).map_err(|e| self.db_err(e))?;
+            for row in old.iter().map_err(|e| self.db_err(e))? {
+                let (hash, bytes) = row.map_err(|e| self.db_err(e))?;
+                let hash = BlockHash(hash.value());
+                let height = *heights
+                    .get(&hash)
+                    .ok_or(StoreError::UndoWithoutMainBlock { hash })?;
+                new.insert(row_key(height, &hash), bytes.value())
+                    .map_err(|e| self.db_err(e))?;
+            }
+        }
+        txn.delete_table(BLOCKS_BY_HASH)
+            .map_err(|e| self.db_err(e))?;
+        txn.delete_table(UNDO_BY_HASH).map_err(|e| self.db_err(e))?;
+        Ok(())
     }
 
     /// The stored tip.
@@ -667,11 +762,14 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::Corrupt`] when the bytes do not decode to a block with that hash.
-    pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+    pub fn block(&self, height: u64, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
         guarded(&self.path, || {
             let txn = self.db()?.begin_read().map_err(|e| self.db_err(e))?;
-            let blocks = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
-            let Some(bytes) = blocks.get(hash.0).map_err(|e| self.db_err(e))? else {
+            let blocks = txn.open_table(BODIES).map_err(|e| self.db_err(e))?;
+            let Some(bytes) = blocks
+                .get(row_key(height, hash))
+                .map_err(|e| self.db_err(e))?
+            else {
                 return Ok(None);
             };
             self.decode_block(hash, bytes.value()).map(Some)
@@ -692,11 +790,11 @@ impl Store {
         if hashes.first() != Some(&self.params.genesis_hash()) {
             return Err(self.corrupt("main chain does not start at this network's genesis"));
         }
-        let table = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
+        let table = txn.open_table(BODIES).map_err(|e| self.db_err(e))?;
         let mut blocks = Vec::with_capacity(hashes.len().saturating_sub(1));
         for (height, hash) in hashes.iter().enumerate().skip(1) {
             let bytes = table
-                .get(hash.0)
+                .get(row_key(height as u64, hash))
                 .map_err(|e| self.db_err(e))?
                 .ok_or_else(|| self.corrupt(format!("main-chain block {hash} is missing")))?;
             let block = self.decode_block(hash, bytes.value())?;
@@ -772,9 +870,10 @@ impl Store {
                 return Err(self.corrupt("main chain does not start at this network's genesis"));
             }
             let tip = hashes.last().copied().unwrap_or(BlockHash::ZERO);
-            let table = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
+            let table = txn.open_table(BODIES).map_err(|e| self.db_err(e))?;
+            let tip_height = hashes.len().saturating_sub(1) as u64;
             let bytes = table
-                .get(tip.0)
+                .get(row_key(tip_height, &tip))
                 .map_err(|e| self.db_err(e))?
                 .ok_or_else(|| self.corrupt(format!("main-chain block {tip} is missing")))?;
             let tip_block = self.decode_block(&tip, bytes.value())?;
@@ -812,12 +911,13 @@ impl Store {
             let table = txn.open_table(UNDO).map_err(|e| self.db_err(e))?;
             for ((height, hash), expected) in hashes.iter().enumerate().skip(1).zip(&undos) {
                 let height = height as u64;
-                let stored = table.get(hash.0).map_err(|e| self.db_err(e))?.ok_or(
-                    StoreError::UndoMissing {
+                let stored = table
+                    .get(row_key(height, hash))
+                    .map_err(|e| self.db_err(e))?
+                    .ok_or(StoreError::UndoMissing {
                         height,
                         hash: *hash,
-                    },
-                )?;
+                    })?;
                 if self.decode_undo(hash, stored.value())? != *expected {
                     return Err(StoreError::UndoDiffersFromReplay {
                         height,
@@ -826,10 +926,13 @@ impl Store {
                 }
             }
             if table.len().map_err(|e| self.db_err(e))? != undos.len() as u64 {
-                let main: std::collections::HashSet<_> = hashes.iter().collect();
                 for row in table.iter().map_err(|e| self.db_err(e))? {
-                    let hash = BlockHash(row.map_err(|e| self.db_err(e))?.0.value());
-                    if !main.contains(&hash) || hash == self.params.genesis_hash() {
+                    let (height, hash) = from_row_key(&row.map_err(|e| self.db_err(e))?.0.value());
+                    let on_main = usize::try_from(height)
+                        .ok()
+                        .and_then(|h| hashes.get(h))
+                        .is_some_and(|h| *h == hash);
+                    if !on_main || height == 0 {
                         return Err(StoreError::UndoWithoutMainBlock { hash });
                     }
                 }
@@ -876,9 +979,9 @@ impl Store {
                         .map_err(|e| self.db_err(e))?;
                 }
                 let mut table = txn.open_table(UNDO).map_err(|e| self.db_err(e))?;
-                for (hash, undo) in hashes.iter().skip(1).zip(&undos) {
+                for ((height, hash), undo) in hashes.iter().enumerate().skip(1).zip(&undos) {
                     table
-                        .insert(hash.0, undo_bytes(undo).as_slice())
+                        .insert(row_key(height as u64, hash), undo_bytes(undo).as_slice())
                         .map_err(|e| self.db_err(e))?;
                 }
                 let mut meta = txn.open_table(META).map_err(|e| self.db_err(e))?;
@@ -955,7 +1058,7 @@ impl Store {
                 change_from: change.old_tip,
             });
         }
-        let mut blocks = txn.open_table(BLOCKS).map_err(|e| self.db_err(e))?;
+        let mut blocks = txn.open_table(BODIES).map_err(|e| self.db_err(e))?;
         let mut main = txn.open_table(MAIN_CHAIN).map_err(|e| self.db_err(e))?;
         let mut accounts = txn.open_table(ACCOUNTS).map_err(|e| self.db_err(e))?;
         let mut undo = txn.open_table(UNDO).map_err(|e| self.db_err(e))?;
@@ -980,7 +1083,7 @@ impl Store {
                 }
             }
             let records = undo
-                .remove(hash.0)
+                .remove(row_key(height, &hash))
                 .map_err(|e| self.db_err(e))?
                 .map(|v| v.value().to_vec())
                 .ok_or(StoreError::UndoMissing { height, hash })?;
@@ -1023,10 +1126,10 @@ impl Store {
                 write_account(&mut accounts, address, &state.account(address))
                     .map_err(|e| self.db_err(e))?;
             }
-            undo.insert(hash.0, undo_bytes(&before).as_slice())
+            undo.insert(row_key(expected, &hash), undo_bytes(&before).as_slice())
                 .map_err(|e| self.db_err(e))?;
             blocks
-                .insert(hash.0, encode(block.as_ref()).as_slice())
+                .insert(row_key(expected, &hash), encode(block.as_ref()).as_slice())
                 .map_err(|e| self.db_err(e))?;
             main.insert(expected, hash.0).map_err(|e| self.db_err(e))?;
         }
@@ -1066,6 +1169,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use redb::TableHandle;
     use std::sync::Arc;
 
     use super::*;
@@ -1149,7 +1253,7 @@ mod tests {
             vec![params().genesis_hash()]
         );
         assert_eq!(
-            store.block(&params().genesis_hash()).unwrap(),
+            store.block(0, &params().genesis_hash()).unwrap(),
             Some(params().genesis())
         );
     }
@@ -1175,7 +1279,7 @@ mod tests {
         assert_eq!(store.main_chain_hashes().unwrap(), expected);
         for b in &blocks {
             assert_eq!(
-                store.block(&b.block_hash()).unwrap().as_ref(),
+                store.block(b.height(), &b.block_hash()).unwrap().as_ref(),
                 Some(b.as_ref())
             );
         }
@@ -1201,7 +1305,10 @@ mod tests {
         assert_eq!(store.main_chain_hashes().unwrap(), expected);
         assert_eq!(store.tip().unwrap(), new[3].block_hash());
         // The abandoned blocks stay stored, for a later reorg back.
-        assert!(store.block(&old[3].block_hash()).unwrap().is_some());
+        assert!(store
+            .block(old[3].height(), &old[3].block_hash())
+            .unwrap()
+            .is_some());
     }
 
     #[test]
@@ -1224,7 +1331,10 @@ mod tests {
             .unwrap();
         assert_eq!(store.tip().unwrap(), main[1].block_hash());
         assert_eq!(store.main_chain_hashes().unwrap().len(), 3);
-        assert_eq!(store.block(&side.block_hash()).unwrap(), None);
+        assert_eq!(
+            store.block(side.height(), &side.block_hash()).unwrap(),
+            None
+        );
         // The side branch grows past the main chain: its blocks are written with the reorg.
         let side_tip = child(&side, 3);
         store
@@ -1237,7 +1347,10 @@ mod tests {
             .unwrap();
         assert_eq!(store.tip().unwrap(), side_tip.block_hash());
         assert_eq!(
-            store.block(&side.block_hash()).unwrap().as_ref(),
+            store
+                .block(side.height(), &side.block_hash())
+                .unwrap()
+                .as_ref(),
             Some(side.as_ref())
         );
     }
@@ -1262,7 +1375,12 @@ mod tests {
             })
         ));
         assert_eq!(store.tip().unwrap(), genesis.block_hash());
-        assert_eq!(store.block(&blocks[1].block_hash()).unwrap(), None);
+        assert_eq!(
+            store
+                .block(blocks[1].height(), &blocks[1].block_hash())
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -1341,14 +1459,17 @@ mod tests {
             .unwrap();
         let txn = store.db().unwrap().begin_write().unwrap();
         {
-            let mut table = txn.open_table(BLOCKS).unwrap();
+            let mut table = txn.open_table(BODIES).unwrap();
             table
-                .insert(blocks[0].block_hash().0, [1u8, 2, 3].as_slice())
+                .insert(
+                    row_key(blocks[0].height(), &blocks[0].block_hash()),
+                    [1u8, 2, 3].as_slice(),
+                )
                 .unwrap();
         }
         txn.commit().unwrap();
         assert!(matches!(
-            store.block(&blocks[0].block_hash()),
+            store.block(blocks[0].height(), &blocks[0].block_hash()),
             Err(StoreError::Corrupt { .. })
         ));
     }
@@ -1421,8 +1542,8 @@ mod tests {
             std::fs::write(&path, &damaged).unwrap();
             let read_all = |store: Store| {
                 let hashes = store.main_chain_hashes()?;
-                for hash in &hashes {
-                    store.block(hash)?;
+                for (height, hash) in hashes.iter().enumerate() {
+                    store.block(height as u64, hash)?;
                 }
                 store.node_key()?;
                 Ok(hashes)
@@ -1579,7 +1700,7 @@ mod tests {
             ))
         ));
         assert_eq!(store.tip().unwrap(), genesis.block_hash());
-        assert_eq!(store.block(&bad.block_hash()).unwrap(), None);
+        assert_eq!(store.block(bad.height(), &bad.block_hash()).unwrap(), None);
         store.verify().unwrap();
     }
 
@@ -1601,9 +1722,12 @@ mod tests {
         let bad = overpaying_child(&genesis);
         let txn = store.db().unwrap().begin_write().unwrap();
         {
-            let mut blocks = txn.open_table(BLOCKS).unwrap();
+            let mut blocks = txn.open_table(BODIES).unwrap();
             blocks
-                .insert(bad.block_hash().0, encode(bad.as_ref()).as_slice())
+                .insert(
+                    row_key(bad.height(), &bad.block_hash()),
+                    encode(bad.as_ref()).as_slice(),
+                )
                 .unwrap();
             txn.open_table(MAIN_CHAIN)
                 .unwrap()
@@ -1664,7 +1788,7 @@ mod tests {
     }
 
     /// The undo table, as a test writes to it directly.
-    type UndoTable<'t> = redb::Table<'t, [u8; 32], &'static [u8]>;
+    type UndoTable<'t> = redb::Table<'t, [u8; 40], &'static [u8]>;
 
     /// Overwrites one stored account behind the store's back.
     fn tamper_account(store: &Store, address: Address, account: Account) {
@@ -1734,7 +1858,12 @@ mod tests {
         let original = {
             let txn = store.db().unwrap().begin_read().unwrap();
             let table = txn.open_table(UNDO).unwrap();
-            let bytes = table.get(hash.0).unwrap().unwrap().value().to_vec();
+            let bytes = table
+                .get(row_key(5, &hash))
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
             bytes
         };
         let write = |f: &dyn Fn(&mut UndoTable)| {
@@ -1743,7 +1872,7 @@ mod tests {
             txn.commit().unwrap();
         };
         write(&|t| {
-            t.remove(hash.0).unwrap();
+            t.remove(row_key(5, &hash)).unwrap();
         });
         assert!(
             matches!(store.verify(), Err(StoreError::UndoMissing { height: 5, hash: h }) if h == hash)
@@ -1751,15 +1880,16 @@ mod tests {
         let mut wrong = original.clone();
         wrong[20] ^= 1;
         write(&|t| {
-            t.insert(hash.0, wrong.as_slice()).unwrap();
+            t.insert(row_key(5, &hash), wrong.as_slice()).unwrap();
         });
         assert!(matches!(
             store.verify(),
             Err(StoreError::UndoDiffersFromReplay { height: 5, .. })
         ));
         write(&|t| {
-            t.insert(hash.0, original.as_slice()).unwrap();
-            t.insert([7; 32], original.as_slice()).unwrap();
+            t.insert(row_key(5, &hash), original.as_slice()).unwrap();
+            t.insert(row_key(3, &BlockHash([7; 32])), original.as_slice())
+                .unwrap();
         });
         assert!(matches!(
             store.verify(),
@@ -1863,17 +1993,85 @@ mod tests {
             let txn = store.db().unwrap().begin_write().unwrap();
             txn.open_table(META)
                 .unwrap()
-                .insert(META_FORMAT, 3u32.to_le_bytes().as_slice())
+                .insert(META_FORMAT, 4u32.to_le_bytes().as_slice())
                 .unwrap();
             txn.commit().unwrap();
         }
         assert!(matches!(
             Store::open_for_reindex(dir.path(), &params()),
             Err(StoreError::UnsupportedFormat {
-                expected: 2,
-                found: 3
+                expected: 3,
+                found: 4
             })
         ));
+    }
+
+    /// Rewrites a current store back into format 2's layout: bodies and undo data by hash.
+    fn back_to_format_two(store: &Store) {
+        let txn = store.db().unwrap().begin_write().unwrap();
+        {
+            let bodies = txn.open_table(BODIES).unwrap();
+            let mut old = txn.open_table(BLOCKS_BY_HASH).unwrap();
+            for row in bodies.iter().unwrap() {
+                let (key, bytes) = row.unwrap();
+                old.insert(from_row_key(&key.value()).1 .0, bytes.value())
+                    .unwrap();
+            }
+            let undo = txn.open_table(UNDO).unwrap();
+            let mut old = txn.open_table(UNDO_BY_HASH).unwrap();
+            for row in undo.iter().unwrap() {
+                let (key, bytes) = row.unwrap();
+                old.insert(from_row_key(&key.value()).1 .0, bytes.value())
+                    .unwrap();
+            }
+        }
+        txn.delete_table(BODIES).unwrap();
+        txn.delete_table(UNDO).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(META_FORMAT, 2u32.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[test]
+    fn a_format_two_store_is_rekeyed_by_height_on_open_and_keeps_every_body_and_undo_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, _) = signer(1);
+        let (abandoned, live) = {
+            let store = Store::open(dir.path(), &params()).unwrap();
+            let mut chain = store.load_chain().unwrap();
+            grow(&mut chain, Some(&store), 20, 3, &alice);
+            // A reorg leaves two blocks that were on the main chain: they stay stored.
+            let old: Vec<Arc<Block>> = chain.main_chain().skip(19).collect();
+            let rival = branch(&chain.block_at_height(18).unwrap(), 3, 9);
+            let disconnected = old.iter().rev().cloned().collect();
+            store
+                .commit(&accepted(chain.tip(), 18, disconnected, rival.clone()))
+                .unwrap();
+            back_to_format_two(&store);
+            (old, rival)
+        };
+        let store = Store::open(dir.path(), &params()).unwrap();
+        assert_eq!(store.format, FORMAT_VERSION);
+        store.verify().unwrap();
+        assert_eq!(store.tip().unwrap(), live[2].block_hash());
+        for b in abandoned.iter().chain(&live) {
+            assert_eq!(
+                store.block(b.height(), &b.block_hash()).unwrap().as_ref(),
+                Some(b.as_ref())
+            );
+        }
+        let txn = store.db().unwrap().begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n == "blocks" || n == "undo"),
+            "{names:?}"
+        );
     }
 
     #[derive(Debug, Clone)]

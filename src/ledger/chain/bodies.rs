@@ -28,12 +28,13 @@ pub const BODY_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Where a chain reads the main-chain bodies it does not keep in memory: the node's store.
 pub trait BlockSource: Send + Sync + fmt::Debug {
-    /// The stored block with this hash; `Err` names what failed (a damaged or unreadable
-    /// store), `Ok(None)` when it is not stored.
+    /// The stored block with this hash at this height (the store keeps bodies in height
+    /// order); `Err` names what failed (a damaged or unreadable store), `Ok(None)` when it is
+    /// not stored.
     ///
     /// # Errors
     /// A description of the read failure.
-    fn stored_block(&self, hash: &BlockHash) -> Result<Option<Block>, String>;
+    fn stored_block(&self, height: u64, hash: &BlockHash) -> Result<Option<Block>, String>;
 }
 
 /// Main-chain bodies in memory, bounded when a source holds them all.
@@ -87,29 +88,29 @@ impl Bodies {
         Some(block)
     }
 
-    /// The body of a main-chain block: from memory, else read from the source (and kept).
-    /// `None` when it cannot be had; a read failure is remembered for [`Bodies::take_failure`].
-    pub(super) fn get(&mut self, hash: &BlockHash) -> Option<Arc<Block>> {
+    /// The body of the main-chain block `hash` at `height`: from memory, else read from the
+    /// source (and kept). `None` when it cannot be had.
+    pub(super) fn get(&mut self, hash: &BlockHash, height: u64) -> Option<Arc<Block>> {
         if let Some((block, _)) = self.held.get(hash) {
             return Some(Arc::clone(block));
         }
-        let block = self.read(hash)?;
+        let block = self.read(hash, height)?;
         let bytes = block.encoded_len();
         self.insert(*hash, Arc::clone(&block), bytes, false);
         Some(block)
     }
 
     /// The body from memory, or read from the source without keeping it.
-    pub(super) fn peek(&self, hash: &BlockHash) -> Option<Arc<Block>> {
+    pub(super) fn peek(&self, hash: &BlockHash, height: u64) -> Option<Arc<Block>> {
         match self.held.get(hash) {
             Some((block, _)) => Some(Arc::clone(block)),
-            None => self.read(hash),
+            None => self.read(hash, height),
         }
     }
 
-    fn read(&self, hash: &BlockHash) -> Option<Arc<Block>> {
+    fn read(&self, hash: &BlockHash, height: u64) -> Option<Arc<Block>> {
         let source = self.source.as_ref()?;
-        match source.stored_block(hash) {
+        match source.stored_block(height, hash) {
             Ok(Some(block)) if block.block_hash() == *hash => Some(Arc::new(block)),
             Ok(Some(_)) => {
                 tracing::error!(%hash, "stored body has another hash");
@@ -125,8 +126,8 @@ impl Bodies {
 
     /// The body of a block the chain needs to change its state (a disconnect): like
     /// [`Bodies::get`], but a body that cannot be had is remembered as a failure.
-    pub(super) fn require(&mut self, hash: &BlockHash) -> Option<Arc<Block>> {
-        let block = self.get(hash);
+    pub(super) fn require(&mut self, hash: &BlockHash, height: u64) -> Option<Arc<Block>> {
+        let block = self.get(hash, height);
         if block.is_none() && self.failure.is_none() {
             self.failure = Some(format!(
                 "the body of main-chain block {hash} cannot be read"

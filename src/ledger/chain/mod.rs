@@ -323,7 +323,7 @@ impl Chain {
         let height = chain.height();
         for h in height.saturating_sub(MEDIAN_TIME_SPAN as u64)..height {
             if let Some(hash) = chain.main.get(h) {
-                chain.bodies.get(&hash);
+                chain.bodies.get(&hash, h);
             }
         }
         Ok(chain)
@@ -424,8 +424,8 @@ impl Chain {
         if let Some(e) = self.side.get(hash) {
             return Some(Arc::clone(&e.block));
         }
-        self.main.height_of(hash)?;
-        self.bodies.peek(hash)
+        let height = self.main.height_of(hash)?;
+        self.bodies.peek(hash, height)
     }
 
     /// The height of a block in the tree.
@@ -435,7 +435,7 @@ impl Chain {
 
     /// The main-chain block at `height`.
     pub fn block_at_height(&self, height: u64) -> Option<Arc<Block>> {
-        self.bodies.peek(&self.main.get(height)?)
+        self.bodies.peek(&self.main.get(height)?, height)
     }
 
     /// The main-chain hash at `height`.
@@ -450,7 +450,11 @@ impl Chain {
 
     /// The main chain's blocks, genesis first (bodies the store cannot give end it early).
     pub fn main_chain(&self) -> impl Iterator<Item = Arc<Block>> + '_ {
-        self.main.hashes().iter().map_while(|h| self.bodies.peek(h))
+        self.main
+            .hashes()
+            .iter()
+            .zip(0u64..)
+            .map_while(|(h, height)| self.bodies.peek(h, height))
     }
 
     /// Main-chain bodies held in memory now (bounded when the store holds them all).
@@ -791,7 +795,7 @@ impl Chain {
                 let Some(hash) = self.main.get(height) else {
                     break;
                 };
-                match self.bodies.require(&hash) {
+                match self.bodies.require(&hash, height) {
                     Some(block) => bodies.push((hash, block)),
                     None => break,
                 }
@@ -846,8 +850,8 @@ impl Chain {
             .filter_map(|h| self.block(h))
             .collect();
         let connected = (fork_height + 1..=self.height())
-            .filter_map(|h| self.main.get(h))
-            .filter_map(|h| self.bodies.peek(&h))
+            .filter_map(|h| Some((self.main.get(h)?, h)))
+            .filter_map(|(hash, h)| self.bodies.peek(&hash, h))
             .collect();
         Some(TipChange {
             old_tip,
@@ -882,7 +886,8 @@ impl Chain {
         self.main.pop();
         self.bodies.remove(&hash);
         let parent = block.header.prev_hash;
-        self.tip_block = match self.bodies.require(&parent) {
+        let parent_height = block.header.height.saturating_sub(1);
+        self.tip_block = match self.bodies.require(&parent, parent_height) {
             Some(body) => body,
             // Unreachable in practice: the body was read before the disconnect began.
             None => Arc::clone(block),

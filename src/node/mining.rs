@@ -17,7 +17,7 @@ use super::event::MineView;
 use super::state::{now_ms, NodeState};
 use super::unstored::Origin;
 use crate::ledger::pow::{self, MiningHandle, MiningOutcome};
-use crate::ledger::{BlockHash, StoreError};
+use crate::ledger::BlockHash;
 
 /// Most `mine` commands waiting at once.
 const MAX_MINE_REQUESTS: usize = 16;
@@ -161,19 +161,7 @@ impl NodeState {
                 return;
             }
         };
-        if let Some(reason) = self.chain.take_read_failure() {
-            self.halt(StoreError::BodyUnreadable(reason));
-            return;
-        }
-        if let Some(change) = &accepted.tip_change {
-            self.mempool.on_tip_change(change, self.chain.state());
-        }
-        let extends = accepted.invalid.is_empty()
-            && accepted
-                .tip_change
-                .as_ref()
-                .is_some_and(|change| change.depth() == 0);
-        self.hold_unstored(accepted, Origin::Mined(block), !extends);
+        self.take_unstored(accepted, Origin::Mined(block));
     }
 
     /// Counts a mined block that is stored on the main chain for the oldest `mine` command.

@@ -21,7 +21,7 @@ use super::state::{now_ms, NodeState};
 use super::sync::{ChainView, Connected, Local, PeerTip, Refused, RefusedKind, SyncAction, Ticket};
 use super::unstored::Origin;
 use crate::ledger::chain::Anchor;
-use crate::ledger::{BlockError, BlockHash, Chain, CheckedBlock, StoreError, Transaction};
+use crate::ledger::{BlockError, BlockHash, Chain, CheckedBlock, Transaction};
 use crate::net::protocol::{
     Status, SyncRequest, SyncResponse, MAX_BLOCKS_PER_REQUEST, MAX_HEADERS_PER_RESPONSE,
     MAX_LOCATOR_LEN, MAX_TXS_PER_RESPONSE, RESPONSE_BLOCK_BYTES, RESPONSE_TX_BYTES,
@@ -260,23 +260,9 @@ impl NodeState {
             Refused { hash, kind }
         });
         let invalid = batch.accepted.invalid.iter().map(|(h, _)| *h).collect();
-        if let Some(reason) = self.chain.take_read_failure() {
-            // The chain could not read a body it needed and stayed where it was.
-            self.halt(StoreError::BodyUnreadable(reason));
+        if !self.take_unstored(batch.accepted, Origin::Synced) {
             return Connected::default();
         }
-        if let Some(change) = &batch.accepted.tip_change {
-            self.mempool.on_tip_change(change, self.chain.state());
-        }
-        // A batch that leaves blocks behind (a reorg) is stored at once, as is one with an
-        // invalid block: only runs that extend the tip wait for the next ones.
-        let extends = batch.accepted.invalid.is_empty()
-            && batch
-                .accepted
-                .tip_change
-                .as_ref()
-                .is_none_or(|change| change.depth() == 0);
-        self.hold_unstored(batch.accepted, Origin::Synced, !extends);
         Connected { refused, invalid }
     }
 

@@ -14,7 +14,7 @@ use tracing::info;
 
 use super::state::{NodeState, Source};
 use crate::ledger::chain::Accepted;
-use crate::ledger::{Block, Placement};
+use crate::ledger::{Block, Placement, StoreError};
 
 /// Most blocks waiting for one store commit.
 pub(super) const MAX_UNSTORED_BLOCKS: usize = 1_024;
@@ -91,10 +91,32 @@ impl UnstoredQueue {
 }
 
 impl NodeState {
+    /// Takes a change the chain just made without storing it: halts the node if the chain
+    /// could not read a body it needed (it stayed where it was), brings the mempool to the new
+    /// tip, and holds the change for the next commit. A change that leaves blocks behind (a
+    /// reorg) or met an invalid block is stored at once; one that extends the tip, or only
+    /// adds a side branch, waits. Returns false if the node halted.
+    pub(super) fn take_unstored(&mut self, accepted: Accepted, origin: Origin) -> bool {
+        if let Some(reason) = self.chain.take_read_failure() {
+            self.halt(StoreError::BodyUnreadable(reason));
+            return false;
+        }
+        if let Some(change) = &accepted.tip_change {
+            self.mempool.on_tip_change(change, self.chain.state());
+        }
+        let now = !accepted.invalid.is_empty()
+            || accepted
+                .tip_change
+                .as_ref()
+                .is_some_and(|change| change.depth() > 0);
+        self.hold_unstored(accepted, origin, now);
+        true
+    }
+
     /// Holds a change the chain took (through [`crate::ledger::Chain::accept_unstored`] or
     /// [`crate::ledger::Chain::accept_checked`]) for the next commit; stores everything at once
     /// if `now` is asked for or the queue is full.
-    pub(super) fn hold_unstored(&mut self, accepted: Accepted, origin: Origin, now: bool) {
+    fn hold_unstored(&mut self, accepted: Accepted, origin: Origin, now: bool) {
         let (blocks, bytes) = accepted.tip_change.as_ref().map_or((0, 0), |change| {
             let bytes = change.connected.iter().map(|b| b.encoded_len()).sum();
             (change.connected.len(), bytes)

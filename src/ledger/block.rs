@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use bincode::{Decode, Encode};
 
-use super::encode::{encode, encoded_size};
+use super::encode::encoded_size;
 use super::hash::{leading_zero_bits, sha256, BlockHash, NetworkId, TxId, TxRoot};
 use super::params::{NetworkParams, DEFAULT_MAX_BLOCK_BYTES, DEFAULT_MAX_BLOCK_TXS};
 use super::transaction::{verify_batch, Transaction, TxError};
@@ -38,12 +38,42 @@ impl BlockHeader {
     /// Byte offset of the nonce inside the encoding.
     pub const NONCE_OFFSET: usize = 84;
 
-    /// The canonical bytes that are hashed.
+    /// The canonical bytes that are hashed, written field by field in the layout above (the
+    /// same bytes as the bincode encoding, without its allocation: every block hash needs
+    /// them).
     pub fn encoded(&self) -> [u8; Self::ENCODED_LEN] {
-        let v = encode(self);
         let mut out = [0u8; Self::ENCODED_LEN];
-        out.copy_from_slice(&v);
+        out[..8].copy_from_slice(&self.height.to_le_bytes());
+        out[8..40].copy_from_slice(&self.prev_hash.0);
+        out[40..72].copy_from_slice(&self.tx_root.0);
+        out[72..80].copy_from_slice(&self.timestamp.to_le_bytes());
+        out[80..84].copy_from_slice(&self.difficulty.to_le_bytes());
+        out[Self::NONCE_OFFSET..].copy_from_slice(&self.nonce.to_le_bytes());
         out
+    }
+
+    /// The header these canonical bytes encode (every 92 bytes encode one): how stored blocks,
+    /// which begin with their header, give their header without decoding their transactions.
+    pub fn from_encoded(bytes: &[u8; Self::ENCODED_LEN]) -> Self {
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let mut prev = [0u8; 32];
+        prev.copy_from_slice(&bytes[8..40]);
+        let mut root = [0u8; 32];
+        root.copy_from_slice(&bytes[40..72]);
+        let mut difficulty = [0u8; 4];
+        difficulty.copy_from_slice(&bytes[80..84]);
+        Self {
+            height: word(0),
+            prev_hash: BlockHash(prev),
+            tx_root: TxRoot(root),
+            timestamp: word(72),
+            difficulty: u32::from_le_bytes(difficulty),
+            nonce: word(Self::NONCE_OFFSET),
+        }
     }
 
     /// SHA-256 of the canonical header: the block's identity.
@@ -151,8 +181,9 @@ impl Block {
     /// # Errors
     /// The [`BlockError`] of the first rule broken.
     pub fn validate(self, params: &NetworkParams) -> Result<CheckedBlock, BlockError> {
-        self.check_structure(params)?;
-        Ok(CheckedBlock(self))
+        let hash = self.check_structure_but_signatures(params)?;
+        self.check_signatures(&params.network_id())?;
+        Ok(CheckedBlock { block: self, hash })
     }
 
     /// The door for a block our own store wrote, and for nothing else: the store only holds
@@ -166,14 +197,18 @@ impl Block {
         self,
         params: &NetworkParams,
     ) -> Result<CheckedBlock, BlockError> {
-        self.check_structure_but_signatures(params)?;
-        Ok(CheckedBlock(self))
+        let hash = self.check_structure_but_signatures(params)?;
+        Ok(CheckedBlock { block: self, hash })
     }
 
     /// The rules of [`Block::check_structure`] before signatures, in their order: the header's
-    /// work first (one hash), then the sizes, then the body's shape.
-    fn check_structure_but_signatures(&self, params: &NetworkParams) -> Result<(), BlockError> {
-        self.header.check_work(&self.block_hash(), params)?;
+    /// work first (one hash), then the sizes, then the body's shape. Returns the block's hash.
+    fn check_structure_but_signatures(
+        &self,
+        params: &NetworkParams,
+    ) -> Result<BlockHash, BlockError> {
+        let hash = self.block_hash();
+        self.header.check_work(&hash, params)?;
         let size = self.encoded_len();
         if size > params.max_block_bytes {
             return Err(BlockError::TooLarge {
@@ -214,7 +249,7 @@ impl Block {
                 return Err(BlockError::DuplicateTransaction(*id));
             }
         }
-        Ok(())
+        Ok(hash)
     }
 
     /// Verifies every transfer's signature for `network` as one batch. Single and batch verification accept
@@ -246,11 +281,13 @@ pub fn validate_batch(
     let mut failed = None;
     let mut cheap = Vec::with_capacity(blocks.len());
     for (i, block) in blocks.into_iter().enumerate() {
-        if let Err(e) = block.check_structure_but_signatures(params) {
-            failed = Some((i, block.block_hash(), e));
-            break;
+        match block.check_structure_but_signatures(params) {
+            Ok(hash) => cheap.push(CheckedBlock { block, hash }),
+            Err(e) => {
+                failed = Some((i, block.block_hash(), e));
+                break;
+            }
         }
-        cheap.push(block);
     }
     // Chunks of whole blocks, each about SIGNATURE_CHUNK transfers.
     let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
@@ -283,7 +320,7 @@ pub fn validate_batch(
         })
         .min();
     if let Some(bad) = first_bad {
-        let hash = cheap[bad].block_hash();
+        let hash = cheap[bad].hash;
         cheap.truncate(bad);
         failed = Some((
             bad,
@@ -294,19 +331,28 @@ pub fn validate_batch(
             },
         ));
     }
-    (cheap.into_iter().map(CheckedBlock).collect(), failed)
+    // The signatures of all before the first bad one are checked now.
+    (cheap, failed)
 }
 
 /// A block that passed every context-free rule: made only by [`Block::validate`], or by
 /// [`Block::assume_signatures_checked`] for a block our own store wrote. Only these enter the
 /// chain's tree and orphan pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckedBlock(Block);
+pub struct CheckedBlock {
+    block: Block,
+    hash: BlockHash,
+}
 
 impl CheckedBlock {
     /// The block, no longer marked as checked.
     pub fn into_block(self) -> Block {
-        self.0
+        self.block
+    }
+
+    /// The block's hash, computed once by its check (the chain needs it at every step).
+    pub fn hash(&self) -> BlockHash {
+        self.hash
     }
 }
 
@@ -314,7 +360,7 @@ impl std::ops::Deref for CheckedBlock {
     type Target = Block;
 
     fn deref(&self) -> &Block {
-        &self.0
+        &self.block
     }
 }
 
@@ -452,6 +498,7 @@ pub enum BlockError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::encode::encode;
     use crate::ledger::hash::Address;
 
     fn header() -> BlockHeader {
@@ -475,6 +522,12 @@ mod tests {
             &0x1122334455667788u64.to_le_bytes()
         );
         assert_eq!(&bytes[..8], &0x0102u64.to_le_bytes());
+        assert_eq!(
+            &bytes[..],
+            &encode(&h)[..],
+            "the hand-written bytes are bincode's"
+        );
+        assert_eq!(BlockHeader::from_encoded(&bytes), h);
     }
 
     #[test]

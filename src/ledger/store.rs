@@ -33,7 +33,7 @@ use std::sync::Arc;
 use ed25519_dalek::SigningKey;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::block::{Block, BlockError};
+use super::block::{Block, BlockError, BlockHeader};
 use super::chain::{Accepted, BlockSource, Chain, TipChange};
 use super::encode::{decode, encode};
 use super::hash::Address;
@@ -226,6 +226,24 @@ pub struct Store {
 impl BlockSource for Store {
     fn stored_block(&self, height: u64, hash: &BlockHash) -> Result<Option<Block>, String> {
         self.block(height, hash).map_err(|e| e.to_string())
+    }
+
+    fn stored_blocks(&self, rows: &[(u64, BlockHash)]) -> Vec<Result<Option<Block>, String>> {
+        self.read_rows(rows, |hash, bytes| self.decode_block(hash, bytes))
+    }
+
+    fn stored_headers(
+        &self,
+        rows: &[(u64, BlockHash)],
+    ) -> Vec<Result<Option<BlockHeader>, String>> {
+        // A stored block begins with its header; the chain checks the header's hash.
+        self.read_rows(rows, |hash, bytes| {
+            bytes
+                .get(..BlockHeader::ENCODED_LEN)
+                .and_then(|b| <&[u8; BlockHeader::ENCODED_LEN]>::try_from(b).ok())
+                .map(BlockHeader::from_encoded)
+                .ok_or_else(|| self.corrupt(format!("block {hash}: shorter than a header")))
+        })
     }
 }
 
@@ -774,6 +792,31 @@ impl Store {
             };
             self.decode_block(hash, bytes.value()).map(Some)
         })
+    }
+
+    /// The `bodies` rows at these heights with these hashes, in order, each turned into a value
+    /// by `decode` (`None` for a row not stored), all in one read transaction; a transaction
+    /// that cannot begin gives one error for all.
+    fn read_rows<T>(
+        &self,
+        rows: &[(u64, BlockHash)],
+        decode: impl Fn(&BlockHash, &[u8]) -> Result<T, StoreError>,
+    ) -> Vec<Result<Option<T>, String>> {
+        let read = guarded(&self.path, || {
+            let txn = self.db()?.begin_read().map_err(|e| self.db_err(e))?;
+            let bodies = txn.open_table(BODIES).map_err(|e| self.db_err(e))?;
+            Ok(rows
+                .iter()
+                .map(|(height, hash)| {
+                    let bytes = bodies
+                        .get(row_key(*height, hash))
+                        .map_err(|e| self.db_err(e))?;
+                    bytes.map(|b| decode(hash, b.value())).transpose()
+                })
+                .map(|row| row.map_err(|e| e.to_string()))
+                .collect())
+        });
+        read.unwrap_or_else(|e: StoreError| vec![Err(e.to_string())])
     }
 
     fn decode_block(&self, hash: &BlockHash, bytes: &[u8]) -> Result<Block, StoreError> {
@@ -1895,6 +1938,56 @@ mod tests {
             store.verify(),
             Err(StoreError::UndoWithoutMainBlock { hash }) if hash == BlockHash([7; 32])
         ));
+    }
+
+    #[test]
+    fn a_restored_chain_serves_headers_and_blocks_read_from_the_store_in_one_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alice, _) = signer(1);
+        let live = {
+            let store = Store::open(dir.path(), &params()).unwrap();
+            let mut chain = store.load_chain().unwrap();
+            grow(&mut chain, Some(&store), 300, 100, &alice);
+            detached(chain)
+        };
+        let store = Store::open(dir.path(), &params()).unwrap();
+        let loaded = store.load_chain().unwrap();
+        assert!(
+            loaded.bodies_in_memory() < 100,
+            "the bodies served below are read from the store"
+        );
+        let genesis = [loaded.genesis_hash()];
+        let headers = loaded.headers_after_locator(&genesis, 500);
+        assert_eq!(headers, live.headers_after_locator(&genesis, 500));
+        assert_eq!(headers.len(), 300);
+        let hashes: Vec<BlockHash> = headers.iter().map(BlockHeader::block_hash).collect();
+        let served: Vec<Block> = loaded
+            .blocks_by_hash(&hashes[..128], usize::MAX)
+            .iter()
+            .map(|b| (**b).clone())
+            .collect();
+        let expected: Vec<Block> = live
+            .blocks_by_hash(&hashes[..128], usize::MAX)
+            .iter()
+            .map(|b| (**b).clone())
+            .collect();
+        assert_eq!(served.len(), 128);
+        assert_eq!(served, expected);
+
+        // A damaged row ends both runs just before it, as a block we do not hold would.
+        let damaged = &headers[49];
+        let txn = store.db().unwrap().begin_write().unwrap();
+        {
+            let mut table = txn.open_table(BODIES).unwrap();
+            let mut bytes = encode(&live.block(&hashes[49]).unwrap().as_ref().clone());
+            bytes[BlockHeader::NONCE_OFFSET] ^= 1;
+            table
+                .insert(row_key(damaged.height, &hashes[49]), bytes.as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        assert_eq!(loaded.headers_after_locator(&genesis, 500), headers[..49]);
+        assert_eq!(loaded.blocks_by_hash(&hashes[..128], usize::MAX).len(), 49);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::ledger::digest_map::{DigestMap, DigestSet};
 use std::fmt;
 use std::sync::Arc;
 
-use crate::ledger::block::Block;
+use crate::ledger::block::{Block, BlockHeader};
 use crate::ledger::hash::BlockHash;
 
 /// Most main-chain bodies kept in memory beside the store.
@@ -35,6 +35,28 @@ pub trait BlockSource: Send + Sync + fmt::Debug {
     /// # Errors
     /// A description of the read failure.
     fn stored_block(&self, height: u64, hash: &BlockHash) -> Result<Option<Block>, String>;
+
+    /// The stored blocks at these heights with these hashes, in order, each as
+    /// [`BlockSource::stored_block`] gives it: serving a peer's request reads many at once,
+    /// and a source may read them in one go. After an `Err` the list may end early.
+    fn stored_blocks(&self, rows: &[(u64, BlockHash)]) -> Vec<Result<Option<Block>, String>> {
+        rows.iter()
+            .map(|(height, hash)| self.stored_block(*height, hash))
+            .collect()
+    }
+
+    /// The headers of the stored blocks at these heights with these hashes, as
+    /// [`BlockSource::stored_blocks`] gives the blocks: serving headers needs no
+    /// transactions, and a source may skip decoding them.
+    fn stored_headers(
+        &self,
+        rows: &[(u64, BlockHash)],
+    ) -> Vec<Result<Option<BlockHeader>, String>> {
+        self.stored_blocks(rows)
+            .into_iter()
+            .map(|b| b.map(|b| b.map(|b| b.header)))
+            .collect()
+    }
 }
 
 /// Main-chain bodies in memory, bounded when a source holds them all.
@@ -106,6 +128,92 @@ impl Bodies {
             Some((block, _)) => Some(Arc::clone(block)),
             None => self.read(hash, height),
         }
+    }
+
+    /// The bodies of main-chain blocks (`(height, hash)` rows), from memory or read from the
+    /// source in one go without keeping them, in order; the run stops at the first body that
+    /// cannot be had.
+    pub(super) fn peek_run(&self, rows: &[(u64, BlockHash)]) -> Vec<Arc<Block>> {
+        let missing: Vec<(u64, BlockHash)> = rows
+            .iter()
+            .filter(|(_, hash)| !self.held.contains_key(hash))
+            .copied()
+            .collect();
+        let mut read = self.read_run(
+            &missing,
+            |s, rows| s.stored_blocks(rows),
+            |b| b.block_hash(),
+        );
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, hash) in rows {
+            let block = match self.held.get(hash) {
+                Some((block, _)) => Arc::clone(block),
+                None => match read.next().flatten() {
+                    Some(block) => Arc::new(block),
+                    None => break,
+                },
+            };
+            out.push(block);
+        }
+        out
+    }
+
+    /// The headers of main-chain blocks (`(height, hash)` rows), from the bodies in memory or
+    /// read from the source in one go, in order; the run stops at the first that cannot be had.
+    pub(super) fn header_run(&self, rows: &[(u64, BlockHash)]) -> Vec<BlockHeader> {
+        let missing: Vec<(u64, BlockHash)> = rows
+            .iter()
+            .filter(|(_, hash)| !self.held.contains_key(hash))
+            .copied()
+            .collect();
+        let mut read = self.read_run(
+            &missing,
+            |s, rows| s.stored_headers(rows),
+            |h| h.block_hash(),
+        );
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, hash) in rows {
+            let header = match self.held.get(hash) {
+                Some((block, _)) => block.header.clone(),
+                None => match read.next().flatten() {
+                    Some(header) => header,
+                    None => break,
+                },
+            };
+            out.push(header);
+        }
+        out
+    }
+
+    /// Reads `rows` from the source with `read`; each item is `None` when not stored, when
+    /// its hash (`hash_of`) is not the one asked for, or when it could not be read (logged).
+    fn read_run<T>(
+        &self,
+        rows: &[(u64, BlockHash)],
+        read: impl FnOnce(&dyn BlockSource, &[(u64, BlockHash)]) -> Vec<Result<Option<T>, String>>,
+        hash_of: impl Fn(&T) -> BlockHash,
+    ) -> std::vec::IntoIter<Option<T>> {
+        let items = match (&self.source, rows.is_empty()) {
+            (Some(source), false) => read(source.as_ref(), rows),
+            _ => Vec::new(),
+        };
+        items
+            .into_iter()
+            .zip(rows.iter().map(|(_, hash)| *hash))
+            .map(|(item, hash)| match item {
+                Ok(Some(item)) if hash_of(&item) == hash => Some(item),
+                Ok(Some(_)) => {
+                    tracing::error!(%hash, "stored body has another hash");
+                    None
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(%hash, "reading a stored body failed: {e}");
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 
     fn read(&self, hash: &BlockHash, height: u64) -> Option<Arc<Block>> {

@@ -278,9 +278,10 @@ impl Chain {
             }
             let block = block.assume_signatures_checked(&chain.params)?;
             chain.check_context(&block.header, u64::MAX)?;
+            let hash = block.hash();
             let block = Arc::new(block.into_block());
             chain.state.apply_block(&block, chain.params.reward)?;
-            chain.push_main(block.block_hash(), block, false);
+            chain.push_main(hash, block, false);
         }
         Ok(chain)
     }
@@ -1020,19 +1021,37 @@ impl Chain {
     /// lowest first, at most `max`.
     pub fn headers_after_locator(&self, locator: &[BlockHash], max: usize) -> Vec<BlockHeader> {
         let start = self.locator_start(locator);
-        (start.saturating_add(1)..=self.height())
+        let rows: Vec<(u64, BlockHash)> = (start.saturating_add(1)..=self.height())
             .take(max)
-            .map_while(|h| self.block_at_height(h))
-            .map(|b| b.header.clone())
-            .collect()
+            .map_while(|h| Some((h, self.main.get(h)?)))
+            .collect();
+        self.bodies.header_run(&rows)
     }
 
     /// The blocks we hold (main chain or side branch) among `hashes`, in order, stopping at
     /// the first we do not hold or once `max_bytes` is reached (the first block always goes):
     /// always a prefix of the request.
     pub fn blocks_by_hash(&self, hashes: &[BlockHash], max_bytes: usize) -> Vec<Arc<Block>> {
-        let held = hashes.iter().map_while(|h| {
-            let block = self.block(h)?;
+        // Where each is held, up to the first we do not hold; the main-chain bodies not in
+        // memory are read together.
+        let places: Vec<Result<Arc<Block>, u64>> = hashes
+            .iter()
+            .map_while(|h| match self.side.get(h) {
+                Some(e) => Some(Ok(Arc::clone(&e.block))),
+                None => self.main.height_of(h).map(Err),
+            })
+            .collect();
+        let rows: Vec<(u64, BlockHash)> = places
+            .iter()
+            .zip(hashes)
+            .filter_map(|(place, hash)| place.as_ref().err().map(|height| (*height, *hash)))
+            .collect();
+        let mut main = self.bodies.peek_run(&rows).into_iter();
+        let held = places.into_iter().map_while(|place| {
+            let block = match place {
+                Ok(block) => block,
+                Err(_) => main.next()?,
+            };
             let bytes = block.encoded_len();
             Some((block, bytes))
         });
@@ -1092,13 +1111,13 @@ impl Chain {
     /// that fails stops the run. Like [`Chain::accept_unstored`], the bodies that earlier
     /// changes put on the main chain stay in memory until [`Chain::bodies_stored`].
     pub fn accept_checked(&mut self, blocks: Vec<CheckedBlock>, now_ms: u64) -> BatchAccepted {
-        let last = blocks.last().map_or(self.tip(), |b| b.block_hash());
+        let last = blocks.last().map_or(self.tip(), CheckedBlock::hash);
         let mut refused = None;
         let mut stored = 0;
         // Blocks we hold already are skipped; a known-invalid one stops the run.
         let mut fresh = Vec::with_capacity(blocks.len());
         for block in blocks {
-            let hash = block.block_hash();
+            let hash = block.hash();
             if !fresh.is_empty() {
                 fresh.push((block, hash));
             } else if self.in_tree(&hash) {

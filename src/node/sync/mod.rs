@@ -761,7 +761,7 @@ impl SyncManager {
         if !ready.is_empty() {
             let mut blocks = Vec::with_capacity(ready.len());
             for (block, sender) in ready {
-                self.senders.insert(block.block_hash(), sender);
+                self.senders.insert(block.hash(), sender);
                 blocks.push(block);
             }
             actions.push(SyncAction::Connect { blocks });

@@ -46,7 +46,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const COOL_DOWN: Duration = Duration::from_secs(30);
 
 /// Most body requests in flight to one peer.
-pub const MAX_FLIGHTS_PER_PEER: usize = 4;
+pub const MAX_FLIGHTS_PER_PEER: usize = 6;
 
 /// Least time between two progress reports.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);

@@ -134,86 +134,68 @@ impl Bodies {
     /// source in one go without keeping them, in order; the run stops at the first body that
     /// cannot be had.
     pub(super) fn peek_run(&self, rows: &[(u64, BlockHash)]) -> Vec<Arc<Block>> {
-        let missing: Vec<(u64, BlockHash)> = rows
-            .iter()
-            .filter(|(_, hash)| !self.held.contains_key(hash))
-            .copied()
-            .collect();
-        let mut read = self.read_run(
-            &missing,
+        self.run(
+            rows,
+            Arc::clone,
             |s, rows| s.stored_blocks(rows),
-            |b| b.block_hash(),
-        );
-        let mut out = Vec::with_capacity(rows.len());
-        for (_, hash) in rows {
-            let block = match self.held.get(hash) {
-                Some((block, _)) => Arc::clone(block),
-                None => match read.next().flatten() {
-                    Some(block) => Arc::new(block),
-                    None => break,
-                },
-            };
-            out.push(block);
-        }
-        out
+            |block: Block| (block.block_hash(), Arc::new(block)),
+        )
     }
 
     /// The headers of main-chain blocks (`(height, hash)` rows), from the bodies in memory or
     /// read from the source in one go, in order; the run stops at the first that cannot be had.
     pub(super) fn header_run(&self, rows: &[(u64, BlockHash)]) -> Vec<BlockHeader> {
+        self.run(
+            rows,
+            |block| block.header.clone(),
+            |s, rows| s.stored_headers(rows),
+            |header: BlockHeader| (header.block_hash(), header),
+        )
+    }
+
+    /// One item per row, in order: `held` turns a body in memory into the item; the rest are
+    /// read from the source in one call (`read`) and turned by `into` into their hash and the
+    /// item. The run stops at the first row that cannot be had: not stored, stored under
+    /// another hash, or unreadable (both logged).
+    fn run<T, R>(
+        &self,
+        rows: &[(u64, BlockHash)],
+        held: impl Fn(&Arc<Block>) -> T,
+        read: impl FnOnce(&dyn BlockSource, &[(u64, BlockHash)]) -> Vec<Result<Option<R>, String>>,
+        into: impl Fn(R) -> (BlockHash, T),
+    ) -> Vec<T> {
         let missing: Vec<(u64, BlockHash)> = rows
             .iter()
             .filter(|(_, hash)| !self.held.contains_key(hash))
             .copied()
             .collect();
-        let mut read = self.read_run(
-            &missing,
-            |s, rows| s.stored_headers(rows),
-            |h| h.block_hash(),
-        );
+        let mut stored = match (&self.source, missing.is_empty()) {
+            (Some(source), false) => read(source.as_ref(), &missing),
+            _ => Vec::new(),
+        }
+        .into_iter();
         let mut out = Vec::with_capacity(rows.len());
         for (_, hash) in rows {
-            let header = match self.held.get(hash) {
-                Some((block, _)) => block.header.clone(),
-                None => match read.next().flatten() {
-                    Some(header) => header,
-                    None => break,
+            let item = match self.held.get(hash) {
+                Some((block, _)) => held(block),
+                None => match stored.next() {
+                    Some(Ok(Some(item))) => match into(item) {
+                        (found, item) if found == *hash => item,
+                        _ => {
+                            tracing::error!(%hash, "stored body has another hash");
+                            break;
+                        }
+                    },
+                    Some(Err(e)) => {
+                        tracing::error!(%hash, "reading a stored body failed: {e}");
+                        break;
+                    }
+                    Some(Ok(None)) | None => break,
                 },
             };
-            out.push(header);
+            out.push(item);
         }
         out
-    }
-
-    /// Reads `rows` from the source with `read`; each item is `None` when not stored, when
-    /// its hash (`hash_of`) is not the one asked for, or when it could not be read (logged).
-    fn read_run<T>(
-        &self,
-        rows: &[(u64, BlockHash)],
-        read: impl FnOnce(&dyn BlockSource, &[(u64, BlockHash)]) -> Vec<Result<Option<T>, String>>,
-        hash_of: impl Fn(&T) -> BlockHash,
-    ) -> std::vec::IntoIter<Option<T>> {
-        let items = match (&self.source, rows.is_empty()) {
-            (Some(source), false) => read(source.as_ref(), rows),
-            _ => Vec::new(),
-        };
-        items
-            .into_iter()
-            .zip(rows.iter().map(|(_, hash)| *hash))
-            .map(|(item, hash)| match item {
-                Ok(Some(item)) if hash_of(&item) == hash => Some(item),
-                Ok(Some(_)) => {
-                    tracing::error!(%hash, "stored body has another hash");
-                    None
-                }
-                Ok(None) => None,
-                Err(e) => {
-                    tracing::error!(%hash, "reading a stored body failed: {e}");
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
     }
 
     fn read(&self, hash: &BlockHash, height: u64) -> Option<Arc<Block>> {

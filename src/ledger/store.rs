@@ -99,6 +99,9 @@ pub enum StoreError {
     /// A main-chain body the chain needed to move its tip could not be read back.
     #[error("a stored main-chain block could not be read: {0}")]
     BodyUnreadable(String),
+    /// The thread that writes the node's commits is gone, so nothing more can be stored.
+    #[error("the store's writer thread is gone")]
+    WriterGone,
     /// The data directory belongs to another network.
     #[error("data directory belongs to network {found}, not to network {expected}")]
     OtherNetwork {

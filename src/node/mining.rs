@@ -264,6 +264,54 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_on_the_writer_thread_announces_nothing_until_the_loop_takes_its_result() {
+        let mut node = TestNode::new();
+        let (reply, mut answer) = oneshot::channel();
+        node.state.miner.request(2, reply);
+        let params = node.state.params.clone();
+        let address = node.state.address;
+        let first = mined_child(&params, &params.genesis(), address, params.reward);
+        node.state.on_mined(0, MiningOutcome::Found(first.clone()));
+        node.state.start_commit();
+        // While it runs, no new commit is due and the next block waits for the next one.
+        assert_eq!(node.state.store_pending_by(), None);
+        let second = mined_child(&params, &first, address, params.reward);
+        node.state.on_mined(0, MiningOutcome::Found(second.clone()));
+        let started = std::time::Instant::now();
+        while node.state.store.tip().unwrap() != first.block_hash() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // Stored, but the loop has not taken the result: nothing is announced yet, and
+        // both blocks still count as waiting for the `mine` command.
+        assert!(node.commands().is_empty());
+        assert!(node.emitted().is_empty());
+        assert_eq!(node.state.unstored.mined(), 2);
+        node.state.on_commit_finished();
+        assert_eq!(
+            node.commands(),
+            vec![NetCommand::Publish(Publication::Block(first.clone()))]
+        );
+        assert!(matches!(
+            node.emitted()[..],
+            [Event::BlockAccepted { height: 1, .. }]
+        ));
+        assert!(
+            answer.try_recv().is_err(),
+            "the second block is not stored yet"
+        );
+        node.state.store_pending();
+        assert_eq!(node.state.store.tip().unwrap(), second.block_hash());
+        node.state.store.verify().unwrap();
+        assert_eq!(
+            node.commands(),
+            vec![NetCommand::Publish(Publication::Block(second))]
+        );
+        let view = answer.try_recv().expect("answered").expect("mined");
+        assert_eq!((view.height, view.mined), (2, 2));
+    }
+
+    #[test]
     fn a_found_block_reaches_the_loop_even_when_the_outcome_channel_is_full() {
         let (outcomes, mut loop_side) = tokio::sync::mpsc::channel(1);
         super::report(&outcomes, 1, MiningOutcome::Cancelled);

@@ -46,6 +46,7 @@ mod state;
 pub mod sync;
 mod sync_io;
 mod unstored;
+mod writer;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -110,6 +111,9 @@ pub enum NodeError {
     /// The swarm could not be built, could not listen or could not subscribe.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The thread that writes the store's commits could not be started.
+    #[error("cannot start the store's writer thread: {0}")]
+    Writer(std::io::Error),
 }
 
 /// A node ready to run. Built by [`Node::start`], driven by [`Node::run`].
@@ -187,6 +191,7 @@ impl Node {
         let (checked_tx, mut checked) = mpsc::unbounded_channel();
         self.state.dial_due(std::time::Instant::now());
         self.flush();
+        let committed = self.state.unstored.commit_finished();
         loop {
             let store_by = self.state.store_pending_by();
             let wake = tokio::select! {
@@ -197,11 +202,13 @@ impl Node {
                 Some(done) = checked.recv() => Wake::Checked(done),
                 _ = tick.tick() => Wake::Tick,
                 _ = sleep_until(store_by), if store_by.is_some() => Wake::Store,
+                _ = committed.notified() => Wake::Committed,
             };
             // Blocks not stored yet are stored (and only then announced) before anything else
             // is looked at: no peer, command or timer sees a tip the store lacks. Only what
-            // adds blocks (the miner, a sync's answers and their checks) may add to them first.
-            if !wake.adds_blocks() {
+            // adds blocks (the miner, a sync's answers and their checks) may add to them first,
+            // and what starts or ends a commit on the writer thread.
+            if !wake.adds_blocks() && !wake.commits() {
                 self.state.store_pending();
             }
             match wake {
@@ -215,7 +222,8 @@ impl Node {
                 Wake::Mined(generation, outcome) => self.state.on_mined(generation, outcome),
                 Wake::Checked(done) => self.state.on_checked(done),
                 Wake::Tick => self.state.on_tick(),
-                Wake::Store => {}
+                Wake::Store => self.state.start_commit(),
+                Wake::Committed => self.state.on_commit_finished(),
             }
             if self.state.halted().is_some() {
                 break;
@@ -271,9 +279,17 @@ enum Wake {
     Tick,
     /// Blocks have waited long enough for their commit.
     Store,
+    /// A commit on the writer thread finished.
+    Committed,
 }
 
 impl Wake {
+    /// Whether this wake starts a commit or takes one's result, which the changes waiting
+    /// for a commit may also wait through.
+    fn commits(&self) -> bool {
+        matches!(self, Wake::Store | Wake::Committed)
+    }
+
     /// Whether this wake only adds blocks to the chain (found, downloaded or checked), so the
     /// blocks waiting for a commit may wait on.
     fn adds_blocks(&self) -> bool {

@@ -121,7 +121,7 @@ impl NodeState {
     ///
     /// # Errors
     /// [`NodeError::Store`] if the store cannot be read, [`NodeError::BadNodeKey`] if the key
-    /// is not an ed25519 key.
+    /// is not an ed25519 key, [`NodeError::Writer`] if the store's writer thread cannot start.
     pub(super) fn open(
         params: NetworkParams,
         store: Store,
@@ -133,6 +133,8 @@ impl NodeState {
     ) -> Result<(NodeState, identity::Keypair), NodeError> {
         let chain = store.load_chain()?;
         let secret = store.node_key()?;
+        let unstored =
+            super::unstored::UnstoredQueue::new(store.reader()).map_err(NodeError::Writer)?;
         let key = SigningKey::from_bytes(&secret);
         let address = PublicKey(key.verifying_key().to_bytes()).address();
         let keypair =
@@ -176,7 +178,7 @@ impl NodeState {
             history: Default::default(),
             metrics: Default::default(),
             budgets: Default::default(),
-            unstored: Default::default(),
+            unstored,
             checks: VecDeque::new(),
             shared_params: std::sync::Arc::new(params_for_checks),
             outbox: VecDeque::new(),

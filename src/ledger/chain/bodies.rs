@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use crate::ledger::digest_map::{DigestMap, DigestSet};
+use crate::ledger::digest_map::DigestMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -67,8 +67,11 @@ pub(super) struct Bodies {
     /// Insertion order, oldest first (may name bodies removed since).
     order: VecDeque<BlockHash>,
     bytes: usize,
-    /// Bodies the latest change put on the main chain: kept until the next change.
-    pinned: DigestSet<BlockHash>,
+    /// Bodies changes not stored yet put on the main chain, each with the pin generation it
+    /// was pinned in: kept until the store holds that generation.
+    pinned: DigestMap<BlockHash, u64>,
+    /// The generation new pins join ([`Bodies::seal`] closes it).
+    generation: u64,
     /// The first read failure since it was last taken.
     failure: Option<String>,
 }
@@ -91,7 +94,7 @@ impl Bodies {
         // A change may put more on the main chain than the cache holds; it shrinks once the
         // change is stored.
         if pin {
-            self.pinned.insert(hash);
+            self.pinned.insert(hash, self.generation);
         } else {
             self.shrink();
         }
@@ -100,6 +103,20 @@ impl Bodies {
     /// Lets the bodies of the previous change go like any other (the store has them now).
     pub(super) fn unpin_all(&mut self) {
         self.pinned.clear();
+        self.shrink();
+    }
+
+    /// Closes the current pin generation and returns it: what is pinned from now on belongs
+    /// to the next one.
+    pub(super) fn seal(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation - 1
+    }
+
+    /// Lets the bodies pinned in generations up to `sealed` go (the store has them now);
+    /// later ones stay.
+    pub(super) fn unpin_through(&mut self, sealed: u64) {
+        self.pinned.retain(|_, generation| *generation > sealed);
         self.shrink();
     }
 
@@ -246,7 +263,7 @@ impl Bodies {
             let Some(hash) = self.order.pop_front() else {
                 break;
             };
-            if self.pinned.contains(&hash) {
+            if self.pinned.contains_key(&hash) {
                 skipped.push_back(hash);
                 continue;
             }
@@ -262,5 +279,27 @@ impl Bodies {
             let held = &self.held;
             self.order.retain(|h| held.contains_key(h));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::NetworkParams;
+
+    #[test]
+    fn bodies_pinned_after_a_seal_stay_pinned_when_the_sealed_ones_are_let_go() {
+        let block = Arc::new(NetworkParams::for_tests("bodies", 1).genesis());
+        let (early, late) = (BlockHash([1; 32]), BlockHash([2; 32]));
+        let mut bodies = Bodies::default();
+        bodies.insert(early, Arc::clone(&block), 10, true);
+        let sealed = bodies.seal();
+        bodies.insert(late, Arc::clone(&block), 10, true);
+        bodies.unpin_through(sealed);
+        assert!(!bodies.pinned.contains_key(&early));
+        assert!(bodies.pinned.contains_key(&late));
+        let next = bodies.seal();
+        bodies.unpin_through(next);
+        assert!(bodies.pinned.is_empty());
     }
 }

@@ -230,6 +230,11 @@ pub struct Chain {
     side_bytes_cap: usize,
 }
 
+/// The changes a chain had reported when [`Chain::seal_unstored`] was called: what a store
+/// commit running beside the chain holds once it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnstoredMark(u64);
+
 impl Chain {
     /// A chain holding only the network's genesis block, every body in memory.
     pub fn new(params: NetworkParams) -> Self {
@@ -532,6 +537,18 @@ impl Chain {
     /// may leave memory like any other.
     pub fn bodies_stored(&mut self) {
         self.bodies.unpin_all();
+    }
+
+    /// Marks the changes reported so far, for a caller that stores them while the chain goes
+    /// on: [`Chain::bodies_stored_through`] with the mark frees their bodies, not later ones.
+    pub fn seal_unstored(&mut self) -> UnstoredMark {
+        UnstoredMark(self.bodies.seal())
+    }
+
+    /// The store now holds every change reported before `mark` was taken: the bodies they put
+    /// on the main chain may leave memory; those of later changes stay.
+    pub fn bodies_stored_through(&mut self, mark: UnstoredMark) {
+        self.bodies.unpin_through(mark.0);
     }
 
     /// Offers a block from anywhere (miner, gossip, sync).

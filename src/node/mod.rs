@@ -290,15 +290,17 @@ impl Wake {
         matches!(self, Wake::Store | Wake::Committed)
     }
 
-    /// Whether this wake only adds blocks to the chain (found, downloaded or checked), so the
-    /// blocks waiting for a commit may wait on.
+    /// Whether this wake only adds blocks to the chain (found, downloaded or checked) or
+    /// headers to a sync, so the blocks waiting for a commit may wait on: none of these
+    /// announces, reports or serves anything without storing first.
     fn adds_blocks(&self) -> bool {
+        use crate::net::protocol::SyncResponse;
         matches!(
             self,
             Wake::Mined(..)
                 | Wake::Checked(_)
                 | Wake::Net(NetEvent::SyncAnswered {
-                    response: crate::net::protocol::SyncResponse::Blocks(_),
+                    response: SyncResponse::Blocks(_) | SyncResponse::Headers(_),
                     ..
                 })
         )
